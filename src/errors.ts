@@ -1,0 +1,73 @@
+/**
+ * Every error logwasm raises on purpose is one of these classes. `code` is stable: tests,
+ * telemetry and worker results carry the code, never the message text.
+ */
+export class LogwasmError extends Error {
+  readonly code: string = 'LOGWASM_ERROR';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'LogwasmError';
+  }
+}
+
+/** One problem found in a configuration; `component` is `sources.ID` and so on, or `global`. */
+export interface ConfigProblem {
+  component: string;
+  message: string;
+}
+
+/** A configuration could not be loaded. Carries every problem found in one pass. */
+export class ConfigError extends LogwasmError {
+  override readonly code = 'LOGWASM_CONFIG_INVALID';
+  readonly problems: readonly ConfigProblem[];
+  constructor(problems: readonly ConfigProblem[]) {
+    super(problems.map(formatProblem).join('\n'));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export function formatProblem(problem: ConfigProblem): string {
+  return `${problem.component}: ${problem.message}`;
+}
+
+/** A wasm module does not satisfy the plugin ABI (missing export, wrong arity, forbidden import). */
+export class PluginAbiError extends LogwasmError {
+  override readonly code = 'LOGWASM_PLUGIN_ABI';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PluginAbiError';
+  }
+}
+
+/** A plugin call trapped, returned an out-of-bounds result, or exceeded a limit. */
+export class PluginFailureError extends LogwasmError {
+  override readonly code = 'LOGWASM_PLUGIN_FAILURE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PluginFailureError';
+  }
+}
+
+/** A file could not be read, or a checkpoint could not be written or parsed. */
+export class FileSourceError extends LogwasmError {
+  override readonly code = 'LOGWASM_FILE_SOURCE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FileSourceError';
+  }
+}
+
+/** A sink could not deliver a batch and gave up on it. */
+export class DeliveryError extends LogwasmError {
+  override readonly code = 'LOGWASM_DELIVERY_FAILED';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DeliveryError';
+  }
+}
+
+/** Exit codes, as Vector uses them (sysexits.h). */
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_CONFIG = 78;

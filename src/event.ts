@@ -1,0 +1,60 @@
+/**
+ * The unit that moves through the pipeline: lines of one file, kept as bytes.
+ *
+ * Lines are never turned into JS strings on the hot path. `data` holds every line's bytes back to
+ * back (no delimiters); line `i` is `data.subarray(offsets[i], offsets[i + 1])`, so `offsets` has
+ * `count + 1` entries and starts at 0. `data.buffer` may be transferred to a worker thread, after
+ * which the sender's view is detached: a batch is owned by exactly one consumer at a time.
+ */
+export interface LineBatch {
+  data: Uint8Array;
+  offsets: Uint32Array;
+  meta: BatchMeta;
+}
+
+/** What every line of a batch shares: Vector's file-source event fields. */
+export interface BatchMeta {
+  /** Id of the source component that read the lines. */
+  sourceId: string;
+  /** Vector's `source_type` field (`file`, `kubernetes_logs`, ...). */
+  sourceType: string;
+  /** Absolute path of the file the lines came from. */
+  file: string;
+  /** Vector's `host` field: the machine's hostname. */
+  host: string;
+  /** When the lines were read, milliseconds since the Unix epoch. */
+  timestampMs: number;
+  /**
+   * `text`: each line is an opaque message. `json`: a transform rewrote the lines; a line that
+   * parses as a JSON object is a structured record, any other line is still a plain message.
+   */
+  format: 'text' | 'json';
+}
+
+export function lineCount(batch: LineBatch): number {
+  return batch.offsets.length - 1;
+}
+
+export function lineAt(batch: LineBatch, index: number): Uint8Array {
+  return batch.data.subarray(batch.offsets[index], batch.offsets[index + 1]);
+}
+
+/** Builds a batch from byte lines; for tests and slow paths, not for the tailer's hot loop. */
+export function batchFromLines(lines: readonly Uint8Array[], meta: BatchMeta): LineBatch {
+  let total = 0;
+  for (const line of lines) total += line.byteLength;
+  const data = new Uint8Array(total);
+  const offsets = new Uint32Array(lines.length + 1);
+  let at = 0;
+  lines.forEach((line, i) => {
+    data.set(line, at);
+    at += line.byteLength;
+    offsets[i + 1] = at;
+  });
+  return { data, offsets, meta };
+}
+
+/** A copy that owns its own buffer, for handing the same batch to a second consumer. */
+export function cloneBatch(batch: LineBatch): LineBatch {
+  return { data: batch.data.slice(), offsets: batch.offsets.slice(), meta: { ...batch.meta } };
+}
