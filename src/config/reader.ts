@@ -19,7 +19,7 @@ export class ConfigReader {
   constructor(
     /** `sources.app_logs`, `sinks.otlp`, ... */
     readonly component: string,
-    private readonly table: ConfigTable,
+    private readonly values: ConfigTable,
     private readonly problems: ConfigProblem[],
     /** Prefix of nested tables, `protocol.` for `[sinks.x.protocol]`. */
     private readonly path = '',
@@ -30,7 +30,7 @@ export class ConfigReader {
   }
 
   has(key: string): boolean {
-    return this.table[key] !== undefined;
+    return this.values[key] !== undefined;
   }
 
   /** Marks a key as known without reading it (accepted for compatibility, no effect). */
@@ -41,7 +41,7 @@ export class ConfigReader {
   /** The value as it is, for keys with a shape of their own. */
   raw(key: string): unknown {
     this.seen.add(key);
-    return this.table[key];
+    return this.values[key];
   }
 
   string(key: string): string | undefined;
@@ -129,7 +129,7 @@ export class ConfigReader {
 
   /** Reports every key of this table that no getter asked for. Call once, after parsing. */
   finish(): void {
-    for (const key of Object.keys(this.table)) {
+    for (const key of Object.keys(this.values)) {
       if (!this.seen.has(key)) this.problem(`unknown key "${this.path}${key}"`);
     }
   }
