@@ -19,8 +19,6 @@ export interface ComponentContext {
   dataDir: string;
   mode: RunMode;
   telemetry: Telemetry;
-  /** Directory of the config file that defined the component, for resolving relative paths. */
-  configDir: string;
 }
 
 export interface SourceContext extends ComponentContext {
