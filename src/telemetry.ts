@@ -87,3 +87,11 @@ export function parseLogLevel(value: string | undefined): LogLevel | undefined {
   const lower = value.toLowerCase();
   return lower === 'error' || lower === 'warn' || lower === 'info' || lower === 'debug' ? lower : undefined;
 }
+
+/** Counter names shared by every component (Vector's internal metric names). */
+export const EVENTS_RECEIVED = 'component_received_events_total';
+export const EVENTS_SENT = 'component_sent_events_total';
+export const EVENT_BYTES_SENT = 'component_sent_event_bytes_total';
+export const COMPONENT_ERRORS = 'component_errors_total';
+/** Events a component gave up on against the user's wishes (undelivered, or dropped on error). */
+export const EVENTS_DISCARDED = 'component_discarded_events_total';

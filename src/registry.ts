@@ -1,0 +1,18 @@
+import type { AnySinkType, AnySourceType, AnyTransformType, Registry } from './config/load.js';
+import { blackholeSink } from './sinks/blackhole.js';
+import { consoleSink } from './sinks/console.js';
+import { opentelemetrySink } from './sinks/opentelemetry/index.js';
+import { fileSource } from './sources/file/index.js';
+import { wasmTransform } from './transforms/wasm/index.js';
+
+/** Every component type, under the name a config's `type = "..."` uses. */
+export function defaultRegistry(): Registry {
+  const sources: AnySourceType[] = [fileSource as AnySourceType];
+  const transforms: AnyTransformType[] = [wasmTransform as AnyTransformType];
+  const sinks: AnySinkType[] = [opentelemetrySink as AnySinkType, consoleSink as AnySinkType, blackholeSink as AnySinkType];
+  return {
+    sources: new Map(sources.map((t) => [t.type, t])),
+    transforms: new Map(transforms.map((t) => [t.type, t])),
+    sinks: new Map(sinks.map((t) => [t.type, t])),
+  };
+}

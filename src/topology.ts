@@ -1,0 +1,102 @@
+import type { ComponentContext, RunMode, Sink, Source, Transform } from './components.js';
+import type { LoadedConfig } from './config/load.js';
+import { cloneBatch, lineCount, type LineBatch } from './event.js';
+import { EVENTS_RECEIVED, EVENTS_SENT, EVENT_BYTES_SENT, type Telemetry } from './telemetry.js';
+
+type Deliver = (batch: LineBatch) => Promise<void>;
+
+interface Running {
+  sources: { id: string; instance: Source }[];
+  transforms: { id: string; instance: Transform }[];
+  sinks: { id: string; instance: Sink }[];
+}
+
+/**
+ * The running graph: sources push batches through transforms into sinks. A batch's promise
+ * settles when every sink it reaches has accepted it, which is how acknowledgements travel back
+ * to the source. A batch handed to several consumers is copied for all but one, because a
+ * transform may transfer its buffer to a worker thread.
+ */
+export class Topology {
+  private readonly running: Running = { sources: [], transforms: [], sinks: [] };
+  private readonly consumers = new Map<string, Deliver[]>();
+
+  constructor(
+    config: LoadedConfig,
+    private readonly telemetry: Telemetry,
+    mode: RunMode,
+  ) {
+    const context = (id: string): ComponentContext => ({ id, dataDir: config.dataDir, mode, telemetry });
+
+    for (const plan of config.sinks) {
+      const sink = plan.type.build(plan.config, context(plan.id));
+      this.running.sinks.push({ id: plan.id, instance: sink });
+      const write: Deliver = (batch) => {
+        telemetry.count(EVENTS_RECEIVED, plan.id, lineCount(batch));
+        return sink.write(batch);
+      };
+      for (const input of plan.inputs) this.consumersOf(input).push(write);
+    }
+    for (const plan of config.transforms) {
+      const transform = plan.type.build(plan.config, context(plan.id));
+      this.running.transforms.push({ id: plan.id, instance: transform });
+      const process: Deliver = async (batch) => {
+        telemetry.count(EVENTS_RECEIVED, plan.id, lineCount(batch));
+        const result = await transform.process(batch);
+        await Promise.all([
+          result.out ? this.deliver(plan.id, result.out) : undefined,
+          result.dropped ? this.deliver(`${plan.id}.dropped`, result.dropped) : undefined,
+        ]);
+      };
+      for (const input of plan.inputs) this.consumersOf(input).push(process);
+    }
+    for (const plan of config.sources) {
+      const emit = (batch: LineBatch): Promise<void> => this.deliver(plan.id, batch);
+      const source = plan.type.build(plan.config, { ...context(plan.id), emit });
+      this.running.sources.push({ id: plan.id, instance: source });
+    }
+  }
+
+  /** Starts sinks first, then transforms, then sources, so nothing is read before it can go somewhere. */
+  async start(): Promise<void> {
+    for (const { instance } of this.running.sinks) await instance.start();
+    for (const { instance } of this.running.transforms) await instance.start();
+    for (const { instance } of this.running.sources) await instance.start();
+  }
+
+  /** Replay mode: resolves when every source has read its files to the end and all of it is acknowledged. */
+  async sourcesFinished(): Promise<void> {
+    await Promise.all(this.running.sources.map(({ instance }) => instance.finished()));
+  }
+
+  /**
+   * Stops reading, drains what is in flight (sources wait for their acknowledgements, which need
+   * the transforms and sinks still running), then stops transforms and flushes sinks.
+   */
+  async stop(): Promise<void> {
+    await Promise.all(this.running.sources.map(({ instance }) => instance.stop()));
+    await Promise.all(this.running.transforms.map(({ instance }) => instance.stop()));
+    await Promise.all(this.running.sinks.map(({ instance }) => instance.stop()));
+  }
+
+  private consumersOf(output: string): Deliver[] {
+    let list = this.consumers.get(output);
+    if (list === undefined) {
+      list = [];
+      this.consumers.set(output, list);
+    }
+    return list;
+  }
+
+  private async deliver(output: string, batch: LineBatch): Promise<void> {
+    const consumers = this.consumers.get(output);
+    const count = lineCount(batch);
+    this.telemetry.count(EVENTS_SENT, output, count);
+    this.telemetry.count(EVENT_BYTES_SENT, output, batch.data.byteLength);
+    if (consumers === undefined || consumers.length === 0 || count === 0) return;
+    if (consumers.length === 1) return consumers[0]!(batch);
+    // Every copy is made before any consumer runs: the first consumer may detach the original's buffer.
+    const copies = consumers.slice(1).map(() => cloneBatch(batch));
+    await Promise.all(consumers.map((consume, i) => consume(i === 0 ? batch : copies[i - 1]!)));
+  }
+}
