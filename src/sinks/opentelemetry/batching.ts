@@ -1,0 +1,299 @@
+/**
+ * The delivery engine of the opentelemetry sink: accumulates records across writes into requests
+ * of up to `maxEvents`, sends at most `maxInFlight` requests at a time, retries a failed request
+ * with exponential backoff and jitter, and resolves each `write()` only when every one of its
+ * records was accepted (or given up on, and reported through `DeliveryEvents`).
+ *
+ * It knows nothing of OTLP: `send` is any function that tries one request and says how it went.
+ * `write()` waits before queueing when `maxPending` records are already queued: that is the
+ * backpressure a source feels, and nothing is ever dropped because a queue is full.
+ */
+
+export type SendOutcome =
+  | { status: 'sent' }
+  /** Transient: try the same request again later. */
+  | { status: 'retry'; reason: string }
+  /** Permanent: the receiver refused these records; retrying would not help. */
+  | { status: 'rejected'; reason: string };
+
+/** Tries to deliver one request. Must not reject. */
+export type Send<R> = (records: R[]) => Promise<SendOutcome>;
+
+export interface RetryPolicy {
+  /** Attempts after the first one; `Infinity` retries until stopped. */
+  maxRetries: number;
+  /** Base delay before the first retry; it doubles each time, with ±50 % jitter. */
+  initialBackoffMs: number;
+  /** No wait between attempts is longer than this. */
+  maxBackoffMs: number;
+}
+
+export interface DeliveryOptions {
+  maxEvents: number;
+  /** A partly filled request leaves this long after its first record arrived. */
+  batchTimeoutMs: number;
+  maxInFlight: number;
+  /** Records queued (buffered, waiting or in flight) beyond which `write()` waits. */
+  maxPending: number;
+  retry: RetryPolicy;
+  /** For tests; Math.random by default. */
+  random?: () => number;
+}
+
+/** What happened to records, for counters and logs. Called once per request outcome. */
+export interface DeliveryEvents {
+  sent(count: number): void;
+  /** An attempt failed and will be retried after `delayMs`. */
+  attemptFailed(count: number, reason: string, attempt: number, delayMs: number): void;
+  /** Refused permanently, or retries exhausted: given up. */
+  rejected(count: number, reason: string): void;
+  /** Still queued when the stop deadline passed, or written after stop. */
+  undelivered(count: number, reason: string): void;
+}
+
+interface Ticket {
+  remaining: number;
+  resolve: () => void;
+}
+
+interface Request<R> {
+  records: R[];
+  owners: Ticket[];
+  attempts: number;
+  timer?: NodeJS.Timeout;
+  abandoned: boolean;
+}
+
+interface SpaceWaiter {
+  count: number;
+  admit: (reserved: boolean) => void;
+}
+
+export class Delivery<R> {
+  private buffer: R[] = [];
+  private bufferOwners: Ticket[] = [];
+  private batchTimer: NodeJS.Timeout | undefined;
+  private readonly ready: Request<R>[] = [];
+  private readonly inFlight = new Set<Request<R>>();
+  private readonly waiters: SpaceWaiter[] = [];
+  private readonly idleWaiters: (() => void)[] = [];
+  private pendingCount = 0;
+  private stopping = false;
+  private stopped = false;
+  private readonly random: () => number;
+
+  constructor(
+    private readonly send: Send<R>,
+    private readonly options: DeliveryOptions,
+    private readonly events: DeliveryEvents,
+  ) {
+    this.random = options.random ?? Math.random;
+  }
+
+  /** Records queued: buffered, waiting for a request slot, or in flight (including backoff). */
+  get pending(): number {
+    return this.pendingCount;
+  }
+
+  /** Resolves when every record is delivered or given up on. Never rejects. */
+  async write(records: R[]): Promise<void> {
+    if (records.length === 0) return;
+    if (this.stopped) {
+      this.events.undelivered(records.length, 'written after the sink stopped');
+      return;
+    }
+    // The records' place in the queue is reserved here (counted in `pending`) before they are buffered.
+    const reserved = await this.reserve(records.length);
+    if (!reserved || this.stopped) {
+      if (reserved) this.pendingCount -= records.length;
+      this.events.undelivered(records.length, 'written after the sink stopped');
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const ticket: Ticket = { remaining: records.length, resolve };
+      for (const record of records) {
+        this.buffer.push(record);
+        this.bufferOwners.push(ticket);
+      }
+      while (this.buffer.length >= this.options.maxEvents) this.cut(this.options.maxEvents);
+      if (this.stopping) this.cut(this.buffer.length);
+      this.armBatchTimer();
+      this.pump();
+    });
+  }
+
+  /**
+   * Sends what is buffered, waits for every request to finish. After `deadlineMs` (if given)
+   * stops waiting: what is left is reported as undelivered and its writes resolve.
+   */
+  async stop(deadlineMs?: number): Promise<void> {
+    this.stopping = true;
+    this.cut(this.buffer.length);
+    this.armBatchTimer();
+    this.pump();
+    const idle = new Promise<void>((resolve) => {
+      if (this.isIdle()) resolve();
+      else this.idleWaiters.push(resolve);
+    });
+    if (deadlineMs === undefined) {
+      await idle;
+    } else {
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), deadlineMs);
+      });
+      const timedOut = await Promise.race([idle.then(() => false), expired]);
+      clearTimeout(timer);
+      if (timedOut) this.abandonAll('the sink stopped before they were delivered');
+    }
+    this.stopped = true;
+  }
+
+  /** Resolves true once `count` records fit in the queue (and counts them), false if stopped first. */
+  private reserve(count: number): Promise<boolean> {
+    if (this.waiters.length === 0 && this.hasSpaceFor(count)) {
+      this.pendingCount += count;
+      return Promise.resolve(true);
+    }
+    return new Promise((admit) => this.waiters.push({ count, admit }));
+  }
+
+  /** A write bigger than `maxPending` still goes in once the queue is empty. */
+  private hasSpaceFor(count: number): boolean {
+    return this.pendingCount === 0 || this.pendingCount + count <= this.options.maxPending;
+  }
+
+  private admitWaiters(): void {
+    if (this.stopped) return;
+    while (this.waiters.length > 0 && this.hasSpaceFor(this.waiters[0]!.count)) {
+      const waiter = this.waiters.shift()!;
+      this.pendingCount += waiter.count;
+      waiter.admit(true);
+    }
+  }
+
+  private cut(count: number): void {
+    if (count <= 0) return;
+    const records = this.buffer.splice(0, count);
+    const owners = this.bufferOwners.splice(0, count);
+    this.ready.push({ records, owners, attempts: 0, abandoned: false });
+  }
+
+  private armBatchTimer(): void {
+    if (this.buffer.length === 0) {
+      if (this.batchTimer !== undefined) clearTimeout(this.batchTimer);
+      this.batchTimer = undefined;
+      return;
+    }
+    if (this.batchTimer !== undefined) return;
+    // Not unref'd: a pending partial batch must keep the process alive until it is sent.
+    this.batchTimer = setTimeout(() => {
+      this.batchTimer = undefined;
+      this.cut(this.buffer.length);
+      this.pump();
+    }, this.options.batchTimeoutMs);
+  }
+
+  private pump(): void {
+    while (this.inFlight.size < this.options.maxInFlight && this.ready.length > 0) {
+      const request = this.ready.shift()!;
+      this.inFlight.add(request);
+      this.attempt(request);
+    }
+  }
+
+  private attempt(request: Request<R>): void {
+    request.attempts++;
+    let outcome: Promise<SendOutcome>;
+    try {
+      outcome = this.send(request.records);
+    } catch (error) {
+      outcome = Promise.resolve({ status: 'retry', reason: describe(error) });
+    }
+    outcome.then(
+      (result) => this.settle(request, result),
+      (error: unknown) => this.settle(request, { status: 'retry', reason: describe(error) }),
+    );
+  }
+
+  private settle(request: Request<R>, outcome: SendOutcome): void {
+    if (request.abandoned) return;
+    const count = request.records.length;
+    if (outcome.status === 'sent') {
+      this.events.sent(count);
+      this.finish(request);
+      return;
+    }
+    if (outcome.status === 'rejected') {
+      this.events.rejected(count, outcome.reason);
+      this.finish(request);
+      return;
+    }
+    if (request.attempts > this.options.retry.maxRetries) {
+      this.events.rejected(count, `gave up after ${request.attempts} attempts: ${outcome.reason}`);
+      this.finish(request);
+      return;
+    }
+    const delayMs = this.backoff(request.attempts);
+    this.events.attemptFailed(count, outcome.reason, request.attempts, delayMs);
+    // The request keeps its in-flight slot while it waits: during an outage the number of
+    // outstanding requests stays bounded and write() callers feel the backpressure.
+    request.timer = setTimeout(() => {
+      request.timer = undefined;
+      if (!request.abandoned) this.attempt(request);
+    }, delayMs);
+  }
+
+  /** Exponential: initial * 2^(attempt-1), with ±50 % jitter, capped. */
+  backoff(attempt: number): number {
+    const { initialBackoffMs, maxBackoffMs } = this.options.retry;
+    const base = Math.min(maxBackoffMs, initialBackoffMs * 2 ** Math.min(attempt - 1, 30));
+    return Math.min(maxBackoffMs, Math.round(base * (0.5 + this.random())));
+  }
+
+  private finish(request: Request<R>): void {
+    this.inFlight.delete(request);
+    this.release(request.owners);
+    this.pump();
+  }
+
+  private release(owners: Ticket[]): void {
+    for (const ticket of owners) {
+      ticket.remaining--;
+      if (ticket.remaining === 0) ticket.resolve();
+    }
+    this.pendingCount -= owners.length;
+    this.admitWaiters();
+    if (this.isIdle()) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  private isIdle(): boolean {
+    return this.pendingCount === 0 && this.waiters.length === 0;
+  }
+
+  private abandonAll(reason: string): void {
+    this.stopped = true;
+    if (this.batchTimer !== undefined) clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
+    const requests = [...this.inFlight, ...this.ready.splice(0)];
+    this.inFlight.clear();
+    for (const request of requests) {
+      request.abandoned = true;
+      if (request.timer !== undefined) clearTimeout(request.timer);
+      this.events.undelivered(request.records.length, reason);
+      this.release(request.owners);
+    }
+    if (this.buffer.length > 0) {
+      const owners = this.bufferOwners.splice(0);
+      this.buffer = [];
+      this.events.undelivered(owners.length, reason);
+      this.release(owners);
+    }
+    // Writes still waiting for space are turned away: they report themselves as undelivered.
+    for (const waiter of this.waiters.splice(0)) waiter.admit(false);
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,342 @@
+/**
+ * `type = "opentelemetry"`: sends every line as an OTLP log record over OTLP/HTTP, protobuf or
+ * JSON, through the official OpenTelemetry JS exporters. Durability is ours: records are batched
+ * by `Delivery`, retried without limit by default, and a `write()` resolves only once the
+ * collector accepted all of its records. User docs: docs/sinks/opentelemetry.md.
+ */
+import { OTLPLogExporter as JsonLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
+import { OTLPLogExporter as ProtobufLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
+import type { ReadableLogRecord } from '@opentelemetry/sdk-logs';
+import type { ComponentContext, Sink, SinkType } from '../../components.js';
+import type { ConfigReader } from '../../config/reader.js';
+import type { LineBatch } from '../../event.js';
+import type { Telemetry } from '../../telemetry.js';
+import { Delivery, type Send, type SendOutcome } from './batching.js';
+import {
+  otlpEventsReceived,
+  otlpEventsSent,
+  otlpRecordsRejected,
+  otlpRecordsUndelivered,
+  otlpSendFailed,
+  otlpSinkDisabled,
+} from './events.js';
+import { RecordMapper } from './mapping.js';
+
+export const OTLP_CODECS = ['protobuf', 'json'] as const;
+export type OtlpCodec = (typeof OTLP_CODECS)[number];
+export const OTLP_COMPRESSIONS = ['none', 'gzip'] as const;
+export type OtlpCompression = (typeof OTLP_COMPRESSIONS)[number];
+
+/** `encoding` (or `encoding.codec`, `protocol.encoding.codec`): the OTLP/HTTP body format. */
+export const DEFAULT_OTLP_CODEC: OtlpCodec = 'protobuf';
+/** `compression`: `gzip` compresses request bodies. */
+export const DEFAULT_OTLP_COMPRESSION: OtlpCompression = 'none';
+/** `service_name`: the `service.name` resource attribute of every record. */
+export const DEFAULT_SERVICE_NAME = 'logwasm';
+/** `batch.max_events`: most records in one export request. */
+export const DEFAULT_BATCH_MAX_EVENTS = 1000;
+/** `batch.timeout_secs`: a partly filled request is sent this long after its first record. */
+export const DEFAULT_BATCH_TIMEOUT_SECS = 1;
+/** `request.timeout_secs`: one HTTP attempt (with the exporter's own quick retries) ends after this. */
+export const DEFAULT_REQUEST_TIMEOUT_SECS = 60;
+/** `request.concurrency`: most export requests in flight (including ones waiting to retry). */
+export const DEFAULT_REQUEST_CONCURRENCY = 4;
+/** `request.retry_attempts`: retries of a failed request; unbounded, as Vector's default. */
+export const DEFAULT_RETRY_ATTEMPTS = Number.POSITIVE_INFINITY;
+/** `request.retry_initial_backoff_secs`: first retry after 0.125-0.375 s, doubling after. */
+export const DEFAULT_RETRY_INITIAL_BACKOFF_SECS = 0.25;
+/** `request.retry_max_duration_secs`: the longest wait between two attempts. */
+export const DEFAULT_RETRY_MAX_DURATION_SECS = 30;
+/** Path appended to a base `endpoint` that does not already end with it. */
+export const OTLP_LOGS_PATH = '/v1/logs';
+
+export interface OpentelemetrySinkConfig {
+  /** Full OTLP/HTTP logs URL; empty disables the sink. */
+  endpoint: string;
+  codec: OtlpCodec;
+  compression: OtlpCompression;
+  headers: Record<string, string>;
+  serviceName: string;
+  batchMaxEvents: number;
+  batchTimeoutSecs: number;
+  requestTimeoutSecs: number;
+  concurrency: number;
+  retryAttempts: number;
+  retryInitialBackoffSecs: number;
+  retryMaxDurationSecs: number;
+}
+
+export const opentelemetrySink: SinkType<OpentelemetrySinkConfig> = {
+  kind: 'sink',
+  type: 'opentelemetry',
+  parse: parseOpentelemetryConfig,
+  build: (config, context) => new OpentelemetrySink(config, context),
+};
+
+/**
+ * Reads both forms: logwasm's flat `endpoint = "..."` with options at the top level, and Vector's
+ * `[sinks.x.protocol] type = "http" uri = "..."` with options inside `protocol` (where Vector keeps
+ * them). An option may sit in either place, not both.
+ */
+export function parseOpentelemetryConfig(reader: ConfigReader): OpentelemetrySinkConfig {
+  const protocol = reader.has('protocol') ? reader.table('protocol') : undefined;
+  let endpoint = '';
+  if (protocol !== undefined) {
+    protocol.oneOf('type', ['http'] as const, 'http');
+    protocol.oneOf('method', ['post'] as const, 'post');
+    protocol.accept('framing');
+    if (reader.has('endpoint')) {
+      reader.accept('endpoint');
+      reader.problem('set either "endpoint" or "protocol.uri", not both');
+    }
+    endpoint = checkUrl(reader, 'protocol.uri', protocol.requiredString('uri'));
+  } else {
+    const value = reader.requiredString('endpoint');
+    endpoint = value === '' ? '' : withLogsPath(checkUrl(reader, 'endpoint', value));
+  }
+  // Each group of options is read from `protocol` when it is there, else from the top level.
+  const from = (key: string): ConfigReader => {
+    if (protocol === undefined || !protocol.has(key)) return reader;
+    if (reader.has(key)) {
+      reader.accept(key);
+      reader.problem(`set either "${key}" or "protocol.${key}", not both`);
+    }
+    return protocol;
+  };
+
+  const codec = parseCodec(from('encoding'));
+  const compression = from('compression').oneOf('compression', OTLP_COMPRESSIONS, DEFAULT_OTLP_COMPRESSION);
+  const serviceName = reader.string('service_name', DEFAULT_SERVICE_NAME);
+
+  const batch = from('batch').table('batch');
+  const batchMaxEvents = batch.number('max_events', DEFAULT_BATCH_MAX_EVENTS, { integer: true, min: 1 });
+  const batchTimeoutSecs = batch.number('timeout_secs', DEFAULT_BATCH_TIMEOUT_SECS, { min: 0.001 });
+  batch.accept('max_bytes');
+  batch.finish();
+
+  const request = from('request').table('request');
+  const headers = request.stringMap('headers');
+  const requestTimeoutSecs = request.number('timeout_secs', DEFAULT_REQUEST_TIMEOUT_SECS, { min: 0.001 });
+  const concurrency = parseConcurrency(request);
+  const retryAttempts = request.number('retry_attempts', DEFAULT_RETRY_ATTEMPTS, { integer: true, min: 0 });
+  const retryInitialBackoffSecs = request.number(
+    'retry_initial_backoff_secs',
+    DEFAULT_RETRY_INITIAL_BACKOFF_SECS,
+    { min: 0.001 },
+  );
+  const retryMaxDurationSecs = request.number('retry_max_duration_secs', DEFAULT_RETRY_MAX_DURATION_SECS, {
+    min: 0.001,
+  });
+  // Accepted for compatibility with Vector configs; logwasm does not rate-limit requests.
+  request.accept('rate_limit_duration_secs', 'rate_limit_num', 'retry_jitter_mode', 'adaptive_concurrency');
+  request.finish();
+
+  const healthcheck = reader.raw('healthcheck');
+  if (healthcheck !== undefined && typeof healthcheck !== 'boolean') {
+    const table = reader.table('healthcheck');
+    table.boolean('enabled', true);
+    table.accept('uri');
+    table.finish();
+  }
+  const acknowledgements = reader.raw('acknowledgements');
+  if (acknowledgements !== undefined && typeof acknowledgements !== 'boolean') {
+    const table = reader.table('acknowledgements');
+    table.boolean('enabled', true);
+    table.finish();
+  }
+  protocol?.finish();
+
+  return {
+    endpoint,
+    codec,
+    compression,
+    headers,
+    serviceName,
+    batchMaxEvents,
+    batchTimeoutSecs,
+    requestTimeoutSecs,
+    concurrency,
+    retryAttempts,
+    retryInitialBackoffSecs,
+    retryMaxDurationSecs,
+  };
+}
+
+/** `encoding = "json"`, or `encoding.codec = "json"` (Vector's form, with its `protobuf` table accepted). */
+function parseCodec(reader: ConfigReader): OtlpCodec {
+  const raw = reader.raw('encoding');
+  if (raw === undefined || typeof raw === 'string') return reader.oneOf('encoding', OTLP_CODECS, DEFAULT_OTLP_CODEC);
+  const encoding = reader.table('encoding');
+  const codec = encoding.oneOf('codec', OTLP_CODECS, DEFAULT_OTLP_CODEC);
+  encoding.accept('protobuf');
+  encoding.finish();
+  return codec;
+}
+
+/** Vector's `request.concurrency`: a number, `"none"` (one at a time) or `"adaptive"` (the default here). */
+function parseConcurrency(request: ConfigReader): number {
+  const raw = request.raw('concurrency');
+  if (raw === undefined || raw === 'adaptive') return DEFAULT_REQUEST_CONCURRENCY;
+  if (raw === 'none') return 1;
+  if (typeof raw === 'string') {
+    request.oneOf('concurrency', ['none', 'adaptive'] as const, 'adaptive');
+    return DEFAULT_REQUEST_CONCURRENCY;
+  }
+  return request.number('concurrency', DEFAULT_REQUEST_CONCURRENCY, { integer: true, min: 1 });
+}
+
+function checkUrl(reader: ConfigReader, key: string, value: string): string {
+  if (value === '') return value;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    reader.problem(`invalid value for "${key}": expected an http:// or https:// URL, actual: ${JSON.stringify(value)}`);
+    return '';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    reader.problem(`invalid value for "${key}": expected an http:// or https:// URL, actual: ${JSON.stringify(value)}`);
+    return '';
+  }
+  return value;
+}
+
+/** `http://host:4318` and `http://host:4318/otel/` become `.../v1/logs`; a URL ending with it stays. */
+export function withLogsPath(endpoint: string): string {
+  if (endpoint === '') return endpoint;
+  const url = new URL(endpoint);
+  const path = url.pathname.replace(/\/+$/, '');
+  if (!path.endsWith(OTLP_LOGS_PATH)) url.pathname = path + OTLP_LOGS_PATH;
+  return url.toString();
+}
+
+type ExporterConfig = NonNullable<ConstructorParameters<typeof ProtobufLogExporter>[0]>;
+type ExportCallback = Parameters<ProtobufLogExporter['export']>[1];
+type ExportResult = Parameters<ExportCallback>[0];
+
+interface LogExporter {
+  export(records: ReadableLogRecord[], callback: ExportCallback): void;
+  shutdown(): Promise<void>;
+}
+
+/**
+ * The exporter's result says little: its transport already retried 429/502/503/504 and network
+ * errors a few times, then reports a failure without a status. A failure that carries an HTTP
+ * status 4xx (other than 408 and 429) is the collector refusing the data itself: permanent.
+ * Everything else (5xx, timeouts, connection errors, retries exhausted) is worth another try.
+ */
+export function classifyExportResult(result: ExportResult): SendOutcome {
+  if (result.code === 0) return { status: 'sent' };
+  const error = result.error as (Error & { code?: unknown; data?: unknown }) | undefined;
+  const status = typeof error?.code === 'number' ? error.code : undefined;
+  const message = error?.message || 'export failed';
+  if (status !== undefined) {
+    const detail = typeof error?.data === 'string' && error.data !== '' ? `: ${error.data.slice(0, 200)}` : '';
+    const reason = `HTTP ${status} ${message}${detail}`;
+    if (status >= 400 && status < 500 && status !== 408 && status !== 429) return { status: 'rejected', reason };
+    return { status: 'retry', reason };
+  }
+  return { status: 'retry', reason: message };
+}
+
+function createExporter(config: OpentelemetrySinkConfig): LogExporter {
+  const options: ExporterConfig = {
+    url: config.endpoint,
+    headers: { ...config.headers },
+    timeoutMillis: Math.round(config.requestTimeoutSecs * 1000),
+    // Above our own in-flight limit, so the exporter never refuses a request for concurrency.
+    concurrencyLimit: config.concurrency * 2 + 1,
+    compression: config.compression as ExporterConfig['compression'],
+  };
+  return config.codec === 'json' ? new JsonLogExporter(options) : new ProtobufLogExporter(options);
+}
+
+function exporterSend(exporter: LogExporter): Send<ReadableLogRecord> {
+  return (records) =>
+    new Promise<SendOutcome>((resolve) => {
+      try {
+        exporter.export(records, (result) => resolve(classifyExportResult(result)));
+      } catch (error) {
+        resolve({ status: 'retry', reason: error instanceof Error ? error.message : String(error) });
+      }
+    });
+}
+
+export class OpentelemetrySink implements Sink {
+  private readonly id: string;
+  private readonly telemetry: Telemetry;
+  private readonly mapper: RecordMapper;
+  private readonly exporter: LogExporter | undefined;
+  private readonly delivery: Delivery<ReadableLogRecord> | undefined;
+
+  constructor(
+    readonly config: OpentelemetrySinkConfig,
+    context: ComponentContext,
+  ) {
+    this.id = context.id;
+    this.telemetry = context.telemetry;
+    this.mapper = new RecordMapper(config.serviceName);
+    if (config.endpoint === '') return;
+    this.exporter = createExporter(config);
+    const { id, telemetry } = this;
+    this.delivery = new Delivery(
+      exporterSend(this.exporter),
+      {
+        maxEvents: config.batchMaxEvents,
+        batchTimeoutMs: config.batchTimeoutSecs * 1000,
+        maxInFlight: config.concurrency,
+        // Enough to fill every in-flight slot and one more request: deeper queues add no throughput.
+        maxPending: config.batchMaxEvents * (config.concurrency + 1),
+        retry: {
+          maxRetries: config.retryAttempts,
+          initialBackoffMs: config.retryInitialBackoffSecs * 1000,
+          maxBackoffMs: config.retryMaxDurationSecs * 1000,
+        },
+      },
+      {
+        sent: (count) => otlpEventsSent(telemetry, id, count),
+        attemptFailed: (count, reason, attempt, delayMs) =>
+          otlpSendFailed(telemetry, id, count, reason, attempt, delayMs),
+        rejected: (count, reason) => otlpRecordsRejected(telemetry, id, count, reason),
+        undelivered: (count, reason) => otlpRecordsUndelivered(telemetry, id, count, reason),
+      },
+    );
+  }
+
+  async start(): Promise<void> {
+    if (this.delivery === undefined) otlpSinkDisabled(this.telemetry, this.id);
+  }
+
+  async write(batch: LineBatch): Promise<void> {
+    const count = batch.offsets.length - 1;
+    otlpEventsReceived(this.telemetry, this.id, count);
+    if (this.delivery === undefined || count === 0) return;
+    await this.delivery.write(this.mapper.map(batch));
+  }
+
+  /**
+   * Sends what is queued and waits until the collector accepted it, however long that takes.
+   * With `deadlineMs`, gives up after that many ms: what is left is counted as undelivered.
+   */
+  async stop(deadlineMs?: number): Promise<void> {
+    if (this.delivery === undefined || this.exporter === undefined) return;
+    const started = Date.now();
+    await this.delivery.stop(deadlineMs);
+    // shutdown() waits for the exporter's in-flight requests; after a deadline, do not wait for
+    // the ones we abandoned.
+    const shutdown = this.exporter.shutdown().catch(() => undefined);
+    if (deadlineMs === undefined) {
+      await shutdown;
+      return;
+    }
+    const left = Math.max(0, deadlineMs - (Date.now() - started));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([shutdown, new Promise((resolve) => (timer = setTimeout(resolve, left)))]);
+    clearTimeout(timer);
+  }
+
+  /** Records queued and not yet accepted by the collector. */
+  get pending(): number {
+    return this.delivery?.pending ?? 0;
+  }
+}

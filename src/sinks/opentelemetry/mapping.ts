@@ -1,0 +1,218 @@
+/**
+ * Turns the lines of a batch into OTLP log records (`ReadableLogRecord`, what the OTLP exporters
+ * serialize). Pure: no I/O, no telemetry. The rules are documented in docs/sinks/opentelemetry.md.
+ */
+import { basename } from 'node:path';
+import type { AnyValueMap, LogAttributes } from '@opentelemetry/api-logs';
+import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import type { ReadableLogRecord } from '@opentelemetry/sdk-logs';
+import type { LineBatch } from '../../event.js';
+
+/** Instrumentation scope of every record; one object, since the exporter groups by identity. */
+export const INSTRUMENTATION_SCOPE: ReadableLogRecord['instrumentationScope'] = Object.freeze({ name: 'logwasm' });
+
+/** Fields of a JSON record read as the event time, in this order. */
+export const TIMESTAMP_FIELDS = ['timestamp', 'ts', 'time'] as const;
+/** Fields of a JSON record read as the severity, in this order. */
+export const SEVERITY_FIELDS = ['level', 'severity'] as const;
+
+type HrTime = [number, number];
+
+export class RecordMapper {
+  /** The exporter groups records by resource object identity: one object per host. */
+  private readonly resources = new Map<string, Resource>();
+
+  constructor(private readonly serviceName: string) {}
+
+  resourceFor(host: string): Resource {
+    let resource = this.resources.get(host);
+    if (resource === undefined) {
+      resource = resourceFromAttributes({ 'host.name': host, 'service.name': this.serviceName });
+      this.resources.set(host, resource);
+    }
+    return resource;
+  }
+
+  /** One record per line, in line order. */
+  map(batch: LineBatch): ReadableLogRecord[] {
+    const { meta, data, offsets } = batch;
+    const count = offsets.length - 1;
+    const resource = this.resourceFor(meta.host);
+    // One attributes object shared by every record of the batch: the serializers only read it.
+    const attributes: LogAttributes = { 'log.file.path': meta.file, 'log.file.name': basename(meta.file) };
+    const observed = hrTimeFromMs(meta.timestampMs);
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const parseJson = meta.format === 'json';
+    const records: ReadableLogRecord[] = new Array(count);
+    for (let i = 0; i < count; i++) {
+      const start = offsets[i]!;
+      const end = offsets[i + 1]!;
+      // Buffer#toString replaces invalid UTF-8 with U+FFFD, as the OTLP string type requires.
+      const text = bytes.toString('utf8', start, end);
+      const object = parseJson ? parseObject(text) : undefined;
+      if (object === undefined) {
+        records[i] = {
+          hrTime: observed,
+          hrTimeObserved: observed,
+          body: text,
+          resource,
+          instrumentationScope: INSTRUMENTATION_SCOPE,
+          attributes,
+          droppedAttributesCount: 0,
+        };
+        continue;
+      }
+      const severity = severityOf(object);
+      records[i] = {
+        hrTime: eventTime(object) ?? observed,
+        hrTimeObserved: observed,
+        ...(severity === undefined ? {} : severity),
+        body: object as AnyValueMap,
+        resource,
+        instrumentationScope: INSTRUMENTATION_SCOPE,
+        attributes,
+        droppedAttributesCount: 0,
+      };
+    }
+    return records;
+  }
+}
+
+/** A JSON object, or undefined for anything else (other JSON values, invalid JSON). */
+export function parseObject(text: string): Record<string, unknown> | undefined {
+  // Cheap pre-check so plain text lines do not pay for a thrown SyntaxError.
+  let i = 0;
+  while (i < text.length && (text.charCodeAt(i) === 0x20 || text.charCodeAt(i) === 0x09)) i++;
+  if (text.charCodeAt(i) !== 0x7b /* { */) return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function hrTimeFromMs(ms: number): HrTime {
+  const seconds = Math.floor(ms / 1000);
+  return [seconds, Math.round((ms - seconds * 1000) * 1e6)];
+}
+
+function eventTime(object: Record<string, unknown>): HrTime | undefined {
+  for (const field of TIMESTAMP_FIELDS) {
+    const value = object[field];
+    if (value === undefined) continue;
+    const time = parseTimestamp(value);
+    if (time !== undefined) return time;
+  }
+  return undefined;
+}
+
+const RFC3339 =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(?:([Zz])|([+-])(\d{2}):?(\d{2}))$/;
+
+/**
+ * RFC 3339 text (nanosecond precision kept), or a Unix epoch as a number or a string of digits.
+ * The epoch unit is guessed from the magnitude: below 1e11 seconds (fractions allowed), below 1e14
+ * milliseconds, below 1e17 microseconds, else nanoseconds. Anything else, zero or negative: undefined.
+ */
+export function parseTimestamp(value: unknown): HrTime | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value > 0 ? fromEpochNumber(value) : undefined;
+  if (typeof value !== 'string') return undefined;
+  if (/^\d+$/.test(value)) {
+    // Integer strings are exact, even in nanoseconds beyond 2^53.
+    const n = BigInt(value);
+    if (n === 0n) return undefined;
+    const perSecond = n < 100_000_000_000n ? 1n : n < 100_000_000_000_000n ? 1_000n : n < 100_000_000_000_000_000n ? 1_000_000n : 1_000_000_000n;
+    return [Number(n / perSecond), Number(((n % perSecond) * 1_000_000_000n) / perSecond)];
+  }
+  if (/^\d+\.\d+$/.test(value)) return fromEpochNumber(Number(value));
+  const match = RFC3339.exec(value);
+  if (match === null) return undefined;
+  const [, y, mo, d, h, mi, s, fraction, zulu, sign, oh, om] = match;
+  const month = Number(mo);
+  const day = Number(d);
+  const hour = Number(h);
+  const minute = Number(mi);
+  const second = Math.min(Number(s), 59); // A leap second reads as :59.
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59) return undefined;
+  const utcMs = Date.UTC(Number(y), month - 1, day, hour, minute, second);
+  if (new Date(utcMs).getUTCDate() !== day) return undefined; // 2023-02-30 and the like.
+  const offsetMinutes = zulu !== undefined ? 0 : (sign === '-' ? -1 : 1) * (Number(oh) * 60 + Number(om));
+  const seconds = utcMs / 1000 - offsetMinutes * 60;
+  const nanos = fraction === undefined ? 0 : Number(fraction.slice(0, 9).padEnd(9, '0'));
+  return seconds > 0 ? [seconds, nanos] : undefined;
+}
+
+function fromEpochNumber(value: number): HrTime {
+  const ms = value < 1e11 ? value * 1e3 : value < 1e14 ? value : value < 1e17 ? value / 1e3 : value / 1e6;
+  return hrTimeFromMs(ms);
+}
+
+export interface Severity {
+  severityText: string;
+  severityNumber: number;
+}
+
+/** Names of the OTLP severity ranges, for numeric levels. */
+const SEVERITY_NAMES = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'FATAL'] as const;
+
+/**
+ * Level names, lower case, to OTLP SeverityNumber. Syslog names follow the OpenTelemetry spec's
+ * mapping table (alert = ERROR3, crit = ERROR2, notice = INFO2).
+ */
+const SEVERITY_BY_NAME: Readonly<Record<string, number>> = {
+  trace: 1,
+  debug: 5,
+  info: 9,
+  information: 9,
+  informational: 9,
+  notice: 10,
+  warn: 13,
+  warning: 13,
+  err: 17,
+  error: 17,
+  crit: 18,
+  critical: 18,
+  alert: 19,
+  fatal: 21,
+  emerg: 21,
+  emergency: 21,
+  panic: 21,
+};
+
+function severityOf(object: Record<string, unknown>): Severity | undefined {
+  for (const field of SEVERITY_FIELDS) {
+    const value = object[field];
+    if (typeof value === 'string' || typeof value === 'number') return parseSeverity(value);
+  }
+  return undefined;
+}
+
+/**
+ * A level name (any case) keeps its text and gets its number; an unknown name keeps its text with
+ * number 0 (unspecified). Numbers: 10, 20, ... 60 are pino/bunyan levels (trace ... fatal); any
+ * other integer 1-24 is an OTLP SeverityNumber; the text is then the range name (`INFO`, ...).
+ */
+export function parseSeverity(value: string | number): Severity {
+  if (typeof value === 'string') {
+    const known = SEVERITY_BY_NAME[value.toLowerCase()];
+    if (known !== undefined) return { severityText: value, severityNumber: known };
+    if (/^\d+$/.test(value)) {
+      const numeric = severityFromNumber(Number(value));
+      if (numeric !== undefined) return { severityText: value, severityNumber: numeric };
+    }
+    return { severityText: value, severityNumber: 0 };
+  }
+  const numeric = severityFromNumber(value);
+  if (numeric === undefined) return { severityText: String(value), severityNumber: 0 };
+  return { severityText: SEVERITY_NAMES[Math.floor((numeric - 1) / 4)]!, severityNumber: numeric };
+}
+
+function severityFromNumber(value: number): number | undefined {
+  if (!Number.isInteger(value)) return undefined;
+  if (value >= 10 && value <= 60 && value % 10 === 0) return 1 + ((value / 10 - 1) * 4);
+  if (value >= 1 && value <= 24) return value;
+  return undefined;
+}
