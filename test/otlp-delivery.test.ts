@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { Delivery, type DeliveryOptions, type SendOutcome } from '../src/sinks/opentelemetry/batching.js';
+import { pollUntil, settledFlag } from './support/poll.js';
+
+/** A send function the test answers by hand: each call waits for `answer()`. */
+function manualSend() {
+  const calls: { records: number[]; answer: (outcome: SendOutcome) => void }[] = [];
+  const send = (records: number[]) =>
+    new Promise<SendOutcome>((resolve) => calls.push({ records: [...records], answer: resolve }));
+  return { calls, send };
+}
+
+function recorder() {
+  const log: string[] = [];
+  return {
+    log,
+    events: {
+      sent: (n: number) => log.push(`sent ${n}`),
+      attemptFailed: (n: number, reason: string, attempt: number) => log.push(`failed ${n} #${attempt} ${reason}`),
+      rejected: (n: number, reason: string) => log.push(`rejected ${n} ${reason}`),
+      undelivered: (n: number) => log.push(`undelivered ${n}`),
+    },
+  };
+}
+
+const options = (overrides: Partial<DeliveryOptions> = {}): DeliveryOptions => ({
+  maxEvents: 3,
+  batchTimeoutMs: 3_600_000,
+  maxInFlight: 2,
+  maxPending: 6,
+  retry: { maxRetries: Number.POSITIVE_INFINITY, initialBackoffMs: 1, maxBackoffMs: 5 },
+  random: () => 0.5,
+  ...overrides,
+});
+
+describe('Delivery', () => {
+  it('cuts requests of max_events across writes and resolves each write when all its records are sent', async () => {
+    const { calls, send } = manualSend();
+    const { log, events } = recorder();
+    const delivery = new Delivery(send, options(), events);
+    const a = delivery.write([1, 2]);
+    const b = delivery.write([3, 4]);
+    await pollUntil('one request', () => calls.length === 1 || undefined);
+    expect(calls[0]!.records).toEqual([1, 2, 3]);
+    calls[0]!.answer({ status: 'sent' });
+    await a;
+    const fb = settledFlag(b);
+    await Promise.resolve();
+    expect(fb.settled).toBe(false); // record 4 is still buffered
+    const stopped = delivery.stop();
+    await pollUntil('the flushed remainder', () => calls.length === 2 || undefined);
+    expect(calls[1]!.records).toEqual([4]);
+    calls[1]!.answer({ status: 'sent' });
+    await Promise.all([b, stopped]);
+    expect(log).toEqual(['sent 3', 'sent 1']);
+  });
+
+  it('at most maxInFlight requests; write() waits when maxPending records are queued', async () => {
+    const { calls, send } = manualSend();
+    const delivery = new Delivery(send, options(), recorder().events);
+    const first = delivery.write([1, 2, 3, 4, 5, 6]); // fills both slots: pending 6 = maxPending
+    await pollUntil('two requests', () => calls.length === 2 || undefined);
+    const second = delivery.write([7]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(delivery.pending).toBe(6); // [7] is not admitted yet
+    expect(calls).toHaveLength(2);
+    calls[0]!.answer({ status: 'sent' });
+    await pollUntil('[7] admitted', () => delivery.pending === 4 || undefined, { describe: () => `${delivery.pending}` });
+    calls[1]!.answer({ status: 'sent' });
+    await first;
+    const stopping = delivery.stop();
+    await pollUntil('third request', () => calls.length === 3 || undefined);
+    expect(calls[2]!.records).toEqual([7]);
+    calls[2]!.answer({ status: 'sent' });
+    await Promise.all([second, stopping]);
+  });
+
+  it('retries the same request with growing backoff; gives up after retry_attempts', async () => {
+    const { calls, send } = manualSend();
+    const { log, events } = recorder();
+    const delivery = new Delivery(send, options({ retry: { maxRetries: 2, initialBackoffMs: 1, maxBackoffMs: 5 } }), events);
+    const written = delivery.write([1, 2, 3]);
+    for (let i = 0; i < 3; i++) {
+      await pollUntil(`attempt ${i + 1}`, () => calls.length === i + 1 || undefined);
+      expect(calls[i]!.records).toEqual([1, 2, 3]);
+      calls[i]!.answer({ status: 'retry', reason: 'HTTP 500' });
+    }
+    await written;
+    expect(log).toEqual(['failed 3 #1 HTTP 500', 'failed 3 #2 HTTP 500', 'rejected 3 gave up after 3 attempts: HTTP 500']);
+    expect(delivery.backoff(1)).toBe(1);
+    expect(delivery.backoff(3)).toBe(4);
+    expect(delivery.backoff(20)).toBe(5);
+  });
+
+  it('stop with a deadline: in-flight, buffered and waiting records all reported undelivered, writes resolve', async () => {
+    const { calls, send } = manualSend();
+    const { log, events } = recorder();
+    const delivery = new Delivery(send, options({ maxInFlight: 1 }), events);
+    const writes = [delivery.write([1, 2, 3]), delivery.write([4, 5, 6]), delivery.write([7])];
+    await pollUntil('first request', () => calls.length === 1 || undefined);
+    await delivery.stop(20);
+    await Promise.all(writes);
+    expect(log.reduce((sum, line) => sum + Number(line.split(' ')[1]), 0)).toBe(7);
+    expect(log.every((line) => line.startsWith('undelivered'))).toBe(true);
+    // A late answer for an abandoned request changes nothing.
+    calls[0]!.answer({ status: 'sent' });
+    await delivery.write([8]);
+    expect(log.at(-1)).toBe('undelivered 1');
+    expect(log.some((line) => line.startsWith('sent'))).toBe(false);
+  });
+});
