@@ -179,6 +179,38 @@ describe('file source: tail', () => {
     expect(byFile.at(-1)).toBe('app.log');
   });
 
+  it('keeps following a file rotated to another matched name, and a restart re-reads neither file', async () => {
+    const dir = await fileTempDir();
+    const dataDir = path.join(dir, 'data');
+    const file = path.join(dir, 'app.log');
+    const rotated = path.join(dir, 'app.log.1');
+    const include = [path.join(dir, 'app.log*')];
+    await writeFile(file, 'old-1\n');
+    const first = buildFileSource(fileConfig(include, { globMinimumCooldownMs: 100 }, FAST), { dataDir });
+    await first.source.start();
+    await linesSeen(first.downstream, 1);
+    const oldInode = statSync(file).ino;
+    await rename(file, rotated);
+    appendFileSync(file, 'new-1\n');
+    expect(statSync(file).ino).not.toBe(oldInode);
+    await linesSeen(first.downstream, 2);
+    appendFileSync(rotated, 'old-2\n');
+    await linesSeen(first.downstream, 3);
+    await first.source.stop();
+    expect(first.downstream.lines()).toEqual(['old-1', 'new-1', 'old-2']);
+    const old2 = first.downstream.batches.find((b) => b.data.byteLength === 5 && Buffer.from(b.data).toString() === 'old-2');
+    expect(old2?.meta.file).toBe(rotated);
+    expect(await checkpointOf(dataDir, rotated)).toBe(12);
+    expect(await checkpointOf(dataDir, file)).toBe(6);
+
+    appendFileSync(file, 'new-2\n');
+    const second = buildFileSource(fileConfig(include, {}, FAST), { dataDir });
+    await second.source.start();
+    await linesSeen(second.downstream, 1);
+    await second.source.stop();
+    expect(second.downstream.lines()).toEqual(['new-2']);
+  });
+
   it('finishes reading a file deleted while open', async () => {
     const dir = await fileTempDir();
     const file = path.join(dir, 'app.log');
