@@ -71,3 +71,12 @@ export class DeliveryError extends LogwasmError {
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_CONFIG = 78;
+
+/** A plugin's module file could not be read or is not valid WebAssembly. */
+export class PluginLoadError extends LogwasmError {
+  override readonly code = 'LOGWASM_PLUGIN_LOAD';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PluginLoadError';
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * What crosses the thread boundary between the wasm transform and its workers: plain data only
+ * (a coded error thrown in a worker arrives as a bare Error, so outcomes are values).
+ */
+import type { BatchOutcome } from '../../wasm-memory/runner.js';
+import type { WasmModule } from '../../wasm-memory/wasm-api.js';
+
+/** `workerData` of every worker in a transform's pool. */
+export interface WorkerInit {
+  /** Compiled once on the main thread; structured clone shares the compiled code. */
+  module: WasmModule;
+  dropOnError: boolean;
+  /** `transforms.ID`, for messages. */
+  label: string;
+}
+
+/** One task: a batch's lines, whose buffers are transferred to the worker. */
+export interface WorkerTask {
+  data: Uint8Array;
+  offsets: Uint32Array;
+}
+
+export type WorkerResult = BatchOutcome;

@@ -1,0 +1,20 @@
+/**
+ * A worker of the wasm transform's pool: instantiates the plugin once, then runs whole batches.
+ * The result's buffers are transferred back, not copied.
+ */
+import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
+import { PluginRunner } from '../../wasm-memory/runner.js';
+import type { WorkerInit, WorkerResult, WorkerTask } from './protocol.js';
+
+const init = workerData as WorkerInit;
+const runner = new PluginRunner(init.module, { dropOnError: init.dropOnError, label: init.label });
+
+export default function processBatch(task: WorkerTask): unknown {
+  const outcome: WorkerResult = runner.processBatch(task.data, task.offsets);
+  // piscina transfers (instead of copying) only what `move` marked; the two symbols name the
+  // buffers to transfer and the value to post.
+  return move({
+    [transferableSymbol]: [outcome.data.buffer, outcome.offsets.buffer],
+    [valueSymbol]: outcome,
+  } as unknown as ArrayBuffer);
+}

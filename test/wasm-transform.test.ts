@@ -1,0 +1,191 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
+import type { ComponentContext, Transform } from '../src/components.js';
+import { ConfigReader } from '../src/config/reader.js';
+import type { ConfigProblem } from '../src/errors.js';
+import type { BatchMeta, LineBatch } from '../src/event.js';
+import { Telemetry, type LogRecord } from '../src/telemetry.js';
+import { wasmTransform, type WasmTransformConfig } from '../src/transforms/wasm/index.js';
+import { JSON_PARSER_WASM, fromBatchLayout, jsonParserFixtures, toBatchLayout } from './support/wasm-fixtures.js';
+import { ECHO_BODY, guestWat, watBytes } from './support/wasm-wat.js';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const META: BatchMeta = { sourceId: 'app', sourceType: 'file', file: '/var/log/app.log', host: 'h', timestampMs: 1, format: 'text' };
+
+let scratch: string | undefined;
+afterEach(() => {
+  if (scratch !== undefined) rmSync(scratch, { recursive: true, force: true });
+  scratch = undefined;
+});
+
+async function writePlugin(wat: string): Promise<string> {
+  scratch ??= mkdtempSync(join(tmpdir(), 'logwasm-wasm-'));
+  const path = join(scratch, `plugin-${Math.random().toString(36).slice(2)}.wasm`);
+  writeFileSync(path, await watBytes(wat));
+  return path;
+}
+
+function setup(overrides: Partial<WasmTransformConfig>): { transform: Transform; telemetry: Telemetry; logs: LogRecord[] } {
+  const logs: LogRecord[] = [];
+  const telemetry = new Telemetry((record) => logs.push(record), 'debug');
+  const context: ComponentContext = { id: 'parse', dataDir: '/nonexistent', mode: 'replay', telemetry };
+  const config: WasmTransformConfig = {
+    module: JSON_PARSER_WASM,
+    options: {},
+    dropOnError: false,
+    rerouteDropped: false,
+    poolSize: 2,
+    timeoutSecs: 60,
+    ...overrides,
+  };
+  const transform = wasmTransform.build(config, context);
+  onTestFinished(() => transform.stop());
+  return { transform, telemetry, logs };
+}
+
+function batchOf(lines: (string | Uint8Array)[]): LineBatch {
+  const { data, offsets } = toBatchLayout(lines.map((l) => (typeof l === 'string' ? encoder.encode(l) : l)));
+  return { data, offsets, meta: { ...META } };
+}
+
+function texts(batch: LineBatch | null | undefined): string[] {
+  return batch ? fromBatchLayout(batch.data, batch.offsets).map((l) => decoder.decode(l)) : [];
+}
+
+// First byte 'T' traps; anything else is echoed.
+const TRAP_ON_T = guestWat(`(if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 84)) (then unreachable)) ${ECHO_BODY}`);
+
+describe('wasm transform over the real json_parser plugin in real workers', () => {
+  it('rewrites lines as the golden fixtures say, transferring the batch buffers', async () => {
+    const { transform, telemetry } = setup({});
+    await transform.start();
+    const fixtures = jsonParserFixtures();
+    const batches = Array.from({ length: 8 }, () => batchOf(fixtures.map((f) => f.input)));
+    const results = await Promise.all(batches.map((b) => transform.process(b)));
+    for (const [i, result] of results.entries()) {
+      expect(fromBatchLayout(result.out!.data, result.out!.offsets)).toEqual(fixtures.map((f) => f.expected));
+      expect(result.out!.meta).toEqual({ ...META, format: 'json' });
+      expect(result.dropped ?? null).toBeNull();
+      // Zero-copy: the buffers went to a worker by transfer, leaving the sender's detached.
+      expect(batches[i]!.data.buffer.byteLength).toBe(0);
+      expect(batches[i]!.offsets.buffer.byteLength).toBe(0);
+    }
+    expect(telemetry.snapshot()).toEqual({});
+  });
+
+  it('copies a batch that is a view into a larger buffer instead of taking its neighbours', async () => {
+    const { transform } = setup({ poolSize: 1 });
+    await transform.start();
+    const whole = encoder.encode('NEIGHBOUR{"a":1}notjsonNEIGHBOUR');
+    const batch: LineBatch = { data: whole.subarray(9, 23), offsets: Uint32Array.of(0, 7, 14), meta: { ...META } };
+    const result = await transform.process(batch);
+    expect(texts(result.out)).toEqual(['{"a":1,"log_size_bytes":7}', 'notjson']);
+    expect(decoder.decode(whole)).toBe('NEIGHBOUR{"a":1}notjsonNEIGHBOUR');
+  });
+
+  it('refuses at start a module that imports anything, and a missing file, with coded errors', async () => {
+    const importing = await writePlugin(guestWat(ECHO_BODY, { imports: '(import "env" "now" (func (result i32)))' }));
+    await expect(setup({ module: importing }).transform.start()).rejects.toMatchObject({ code: 'LOGWASM_PLUGIN_ABI' });
+    await expect(setup({ module: join(tmpdir(), 'no-such-plugin.wasm') }).transform.start()).rejects.toMatchObject({
+      code: 'LOGWASM_PLUGIN_LOAD',
+    });
+  });
+});
+
+describe('wasm transform failure policy', () => {
+  it('forwards the lines of a trapping plugin unchanged, counts and logs them once', async () => {
+    const { transform, telemetry, logs } = setup({ module: await writePlugin(TRAP_ON_T), poolSize: 1 });
+    await transform.start();
+    const first = await transform.process(batchOf(['a', 'T1', 'b', 'T2']));
+    const second = await transform.process(batchOf(['c', 'T3']));
+    expect(texts(first.out)).toEqual(['a', 'T1', 'b', 'T2']);
+    expect(texts(second.out)).toEqual(['c', 'T3']);
+    expect(telemetry.counter('component_errors_total', 'parse')).toBe(3);
+    expect(telemetry.counter('wasm_line_failures_total_trap', 'parse')).toBe(3);
+    expect(telemetry.counter('component_discarded_events_total', 'parse')).toBe(0);
+    const errors = logs.filter((l) => l.event === 'wasm_plugin_failed');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ level: 'error', component: 'parse' });
+  });
+
+  it('with drop_on_error and reroute_dropped, sends failed originals to the dropped output', async () => {
+    const { transform, telemetry } = setup({ module: await writePlugin(TRAP_ON_T), poolSize: 1, dropOnError: true, rerouteDropped: true });
+    await transform.start();
+    const result = await transform.process(batchOf(['a', 'T1', 'b', 'T2 é']));
+    expect(texts(result.out)).toEqual(['a', 'b']);
+    expect(texts(result.dropped)).toEqual(['T1', 'T2 é']);
+    expect(telemetry.counter('component_errors_total', 'parse')).toBe(2);
+  });
+
+  it('with drop_on_error alone, drops failed lines and counts them as discarded', async () => {
+    const { transform, telemetry } = setup({ module: await writePlugin(TRAP_ON_T), poolSize: 1, dropOnError: true });
+    await transform.start();
+    const result = await transform.process(batchOf(['T only']));
+    expect(result.out).toBeNull();
+    expect(result.dropped ?? null).toBeNull();
+    expect(telemetry.counter('component_discarded_events_total', 'parse')).toBe(1);
+  });
+
+  it('terminates a worker stuck in a loop, forwards its batch, and runs the next batch on a fresh worker', async () => {
+    const looping = guestWat(`(if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 76)) (then (loop $forever (br $forever)))) ${ECHO_BODY}`);
+    const { transform, telemetry, logs } = setup({ module: await writePlugin(looping), poolSize: 1, timeoutSecs: 2 });
+    await transform.start();
+    const stuck = await transform.process(batchOf(['before', 'L loops', 'after']));
+    expect(texts(stuck.out)).toEqual(['before', 'L loops', 'after']);
+    expect(telemetry.counter('wasm_line_failures_total_timeout', 'parse')).toBe(3);
+    expect(logs.filter((l) => l.event === 'wasm_worker_failed')).toHaveLength(1);
+    const next = await transform.process(batchOf(['{"fresh":true}', 'x']));
+    expect(texts(next.out)).toEqual(['{"fresh":true}', 'x']);
+    expect(telemetry.counter('component_errors_total', 'parse')).toBe(3);
+  });
+});
+
+describe('wasm transform config', () => {
+  function parse(table: Record<string, unknown>): { config: WasmTransformConfig; problems: string[] } {
+    const problems: ConfigProblem[] = [];
+    const reader = new ConfigReader('transforms.parse', table, problems);
+    const config = wasmTransform.parse(reader);
+    reader.finish();
+    return { config, problems: problems.map((p) => `${p.component}: ${p.message}`) };
+  }
+
+  it('reads every option, accepting Vector\'s old runtime knobs', () => {
+    const { config, problems } = parse({
+      module: 'plugins/x.wasm',
+      options: { level: 3 },
+      heap_memory_size: 10,
+      artifact_cache: '/tmp',
+      drop_on_error: true,
+      reroute_dropped: true,
+      pool_size: 3,
+      timeout_secs: 5,
+    });
+    expect(problems).toEqual([]);
+    expect(config).toEqual({
+      module: 'plugins/x.wasm',
+      options: { level: 3 },
+      dropOnError: true,
+      rerouteDropped: true,
+      poolSize: 3,
+      timeoutSecs: 5,
+    });
+  });
+
+  it('reports every bad option in one pass', () => {
+    const { problems } = parse({ module: 7, options: 'x', pool_size: 0, drop_on_error: 'yes', modul: 'typo' });
+    expect(problems).toEqual([
+      'transforms.parse: invalid value for "module": expected a string, actual: 7',
+      'transforms.parse: invalid value for "options": expected a table, actual: "x"',
+      'transforms.parse: invalid value for "drop_on_error": expected true or false, actual: "yes"',
+      'transforms.parse: invalid value for "pool_size": expected a number >= 1, actual: 0',
+      'transforms.parse: unknown key "modul"',
+    ]);
+  });
+
+  it('requires module', () => {
+    expect(parse({}).problems).toEqual(['transforms.parse: missing required key "module"']);
+  });
+});
