@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { batchFromLines } from '../src/event.js';
+import { classifyExportResult } from '../src/sinks/opentelemetry/index.js';
 import { RecordMapper, parseSeverity, parseTimestamp } from '../src/sinks/opentelemetry/mapping.js';
 
 describe('OTLP mapping', () => {
@@ -59,5 +60,30 @@ describe('OTLP mapping', () => {
     expect(a!.hrTime).toEqual([2, 0]);
     expect(b!.hrTime).toEqual([1, 500_000_000]);
     expect(a!.resource).toBe(b!.resource);
+  });
+});
+
+describe('export result classification', () => {
+  const failed = (code: number | undefined, message = 'Bad Request') => ({
+    code: 1,
+    error: Object.assign(new Error(message), code === undefined ? {} : { code, data: 'details' }),
+  });
+  it.each([
+    [400, 'rejected'],
+    [401, 'rejected'],
+    [413, 'rejected'],
+    [408, 'retry'],
+    [429, 'retry'],
+    [500, 'retry'],
+    [501, 'retry'],
+    [undefined, 'retry'],
+  ] as const)('HTTP %s -> %s', (code, status) => {
+    expect(classifyExportResult(failed(code)).status).toBe(status);
+  });
+  it('success', () => {
+    expect(classifyExportResult({ code: 0 })).toEqual({ status: 'sent' });
+  });
+  it('the reason names the status and the body', () => {
+    expect(classifyExportResult(failed(400))).toEqual({ status: 'rejected', reason: 'HTTP 400 Bad Request: details' });
   });
 });
