@@ -82,9 +82,9 @@ describe('config', () => {
       ['sinks.out: invalid value for "encoding.codec": expected one of "json", "text", actual: 5']],
     ['an unknown global key', `data_dirr = "/x"\n${SOURCE}${CONSOLE('["in"]')}`, ['global: unknown key "data_dirr"']],
     ['a source with inputs', `${SOURCE}inputs = ["x"]\n${CONSOLE('["in"]')}`, ['sources.in: a source takes no "inputs"']],
-    ['an unset variable', `${SOURCE}${CONSOLE('["in"]')}target = "\${NOPE}"\n`,
+    ['an unset variable', `data_dir = "/x/\${NOPE}"\n${SOURCE}${CONSOLE('["in"]')}`,
       ['test.toml: environment variable "NOPE" is not set (use ${NOPE:-default} for a default)']],
-    ['invalid TOML', `[sources.in\ntype = "file"`, ['test.toml: invalid TOML at line 1, column 12: Expected "." or "]" but "\\n" found.']],
+    ['invalid TOML', `[sources.in\ntype = "file"`, ['test.toml: invalid TOML at line 1, column 12: Expected ".", "]", [ \\t], or [A-Za-z0-9_\\-] but "\\n" found.']],
   ])('reports %s', (_name, text, expected) => {
     expect(problems(text)).toEqual(expected);
   });

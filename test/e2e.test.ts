@@ -57,7 +57,7 @@ function keys(receiver: OtlpReceiver): string[] {
   return receiver.records.map((r) => {
     const body = r.body;
     if (typeof body === 'string') return body;
-    return `seq:${String((body as Record<string, unknown>).seq)}`;
+    return `seq:${String((body as { seq?: unknown }).seq)}`;
   });
 }
 
@@ -85,12 +85,13 @@ describe.each(['protobuf', 'json'] as const)('logwasm end to end (%s)', (encodin
     });
 
     // The plugin's fields, on the real records.
-    const record7 = receiver.records.find((r) => typeof r.body === 'object' && (r.body as { seq?: number }).seq === 7);
+    // The receiver keeps OTLP's int/double distinction: integers arrive as bigint.
+    const record7 = receiver.records.find((r) => typeof r.body === 'object' && (r.body as { seq?: unknown }).seq === 7n);
     expect(record7?.body).toMatchObject({
-      seq: 7,
+      seq: 7n,
       user_id: 'u-7',
       session_id: 's-7',
-      log_size_bytes: Buffer.byteLength(jsonLines[7]!),
+      log_size_bytes: BigInt(Buffer.byteLength(jsonLines[7]!)),
     });
     expect(record7?.attributes['log.file.path']).toBe(a);
     expect(record7?.attributes['log.file.name']).toBe('a.log');

@@ -89,8 +89,9 @@ export function loadConfig(paths: readonly string[], registry: Registry, options
 }
 
 function describeTomlError(error: unknown): string {
-  const e = error as { line?: number; column?: number; message?: string };
-  const where = e.line === undefined ? '' : ` at line ${e.line}, column ${e.column ?? 0}`;
+  const e = error as { location?: { start?: { line: number; column: number } }; message?: string };
+  const start = e.location?.start;
+  const where = start === undefined ? '' : ` at line ${start.line}, column ${start.column}`;
   return `invalid TOML${where}: ${e.message ?? String(error)}`;
 }
 
