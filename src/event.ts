@@ -29,6 +29,25 @@ export interface BatchMeta {
    * parses as a JSON object is a structured record, any other line is still a plain message.
    */
   format: 'text' | 'json';
+  /**
+   * Set by the `kubernetes_logs` source: the container the lines came from (one batch is one log
+   * file, so one container). The OTLP sink maps these to `k8s.namespace.name`, `k8s.pod.name`,
+   * `k8s.pod.uid` and `k8s.container.name`.
+   */
+  kubernetes?: KubernetesMeta;
+  /**
+   * Set by the `kubernetes_logs` source: the container stream every line of the batch was written
+   * to (the source splits batches by stream). Vector's `stream` field; OTLP `log.iostream`.
+   */
+  stream?: 'stdout' | 'stderr';
+}
+
+/** Vector's `kubernetes.*` event fields that the pod log path alone determines. */
+export interface KubernetesMeta {
+  pod_namespace: string;
+  pod_name: string;
+  pod_uid: string;
+  container_name: string;
 }
 
 export function lineCount(batch: LineBatch): number {
