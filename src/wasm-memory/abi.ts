@@ -16,6 +16,8 @@ export const STATUS_EMIT = 0;
 export const STATUS_DROP = 1;
 /** `process_log` status: the plugin failed on this line; the output bytes are a UTF-8 message. */
 export const STATUS_ERROR = 2;
+/** `process_log` status: emit several records; the output bytes are records separated by `\n`. */
+export const STATUS_EMIT_MANY = 3;
 
 /** Required function exports and their parameter counts (every parameter and result is i32). */
 export const REQUIRED_FUNCTIONS: Readonly<Record<string, number>> = {
@@ -28,6 +30,10 @@ export const REQUIRED_FUNCTIONS: Readonly<Record<string, number>> = {
 /** Optional function exports and their parameter counts. */
 export const OPTIONAL_FUNCTIONS: Readonly<Record<string, number>> = {
   logwasm_abi_version: 0,
+  /** `init(ptr, len) -> status`: the transform's `options` as JSON, once per instance. */
+  init: 2,
+  /** `process_batch(ptr, len, count) -> status`: a whole batch in one call (see docs/plugin-abi.md). */
+  process_batch: 3,
 };
 
 /** Bytes of the result area: output pointer then output length, two little-endian u32. */
@@ -41,6 +47,10 @@ export interface GuestBinding {
   processLog: (ptr: number, len: number) => number;
   /** Address of the result area in `memory`; fixed for the instance's lifetime. */
   resultPtr: number;
+  /** The optional `init` export. */
+  init?: (ptr: number, len: number) => number;
+  /** The optional `process_batch` export. */
+  processBatch?: (ptr: number, len: number, count: number) => number;
 }
 
 /**
@@ -111,13 +121,16 @@ export function bindInstance(instance: WasmInstance, label = 'plugin'): GuestBin
       `${label}: logwasm_result() returned ${String(returned)}, not an address of ${RESULT_AREA_BYTES} bytes inside memory (${memory.buffer.byteLength} bytes)`,
     );
   }
-  return {
+  const binding: GuestBinding = {
     memory,
     alloc: exports['alloc'] as GuestBinding['alloc'],
     dealloc: exports['dealloc'] as GuestBinding['dealloc'],
     processLog: exports['process_log'] as GuestBinding['processLog'],
     resultPtr,
   };
+  if (exports['init'] !== undefined) binding.init = exports['init'] as NonNullable<GuestBinding['init']>;
+  if (exports['process_batch'] !== undefined) binding.processBatch = exports['process_batch'] as NonNullable<GuestBinding['processBatch']>;
+  return binding;
 }
 
 /** Instantiates a validated module with no imports and binds it. */

@@ -8,11 +8,13 @@
  * Pure and synchronous: no threads, no telemetry. Outcomes are plain data so that a worker can
  * post them back as they are.
  */
-import { STATUS_DROP, STATUS_EMIT, STATUS_ERROR, instantiatePlugin, validateModule, type GuestBinding } from './abi.js';
+import { isUtf8 } from 'node:buffer';
+import { STATUS_DROP, STATUS_EMIT, STATUS_EMIT_MANY, STATUS_ERROR, instantiatePlugin, validateModule, type GuestBinding } from './abi.js';
 import type { WasmModule } from './wasm-api.js';
 import { PluginAbiError } from '../errors.js';
 
 const utf8 = new TextDecoder();
+const utf8Encoder = new TextEncoder();
 
 /** The guest input buffer grows in steps of this many bytes (and starts at one step). */
 export const INPUT_BUFFER_STEP = 4096;
@@ -21,16 +23,41 @@ export const INPUT_BUFFER_STEP = 4096;
 export const MAX_ERROR_MESSAGE_CHARS = 512;
 
 /**
+ * `max_output_bytes`: the most bytes one call may emit for one input line (all its records
+ * together). More is a failure (`output_too_large`), not a crash: a plugin cannot make the host
+ * buffer without bound.
+ */
+export const DEFAULT_MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
+
+/** Record separator of status 3 (`STATUS_EMIT_MANY`) output. */
+const NEWLINE = 0x0a;
+
+/**
  * Why a line failed. Stable strings: they cross threads and name telemetry.
  * - `trap`: the call trapped (panic, unreachable, out-of-bounds access, stack overflow); the
  *   instance is replaced before the next line.
  * - `plugin_error`: `process_log` returned status 2.
  * - `bad_status`: `process_log` returned a status this host does not know.
  * - `bad_output`: the result area points outside memory.
+ * - `bad_utf8`: the output is not valid UTF-8 (and is not the input passed through unchanged).
+ * - `output_too_large`: the output is longer than `max_output_bytes`.
+ * - `memory_limit`: the guest's memory grew past `heap_memory_size`; the instance is replaced.
  * - `alloc_failed`: `alloc` returned 0 or a buffer outside memory for the line's length.
  * - `instantiate_failed`: replacing a trapped instance failed; the line never reached a plugin.
+ * - `timeout`, `worker_failed`: set by the transform, not here (a hung or dead worker).
  */
-export type LineFailureCode = 'trap' | 'plugin_error' | 'bad_status' | 'bad_output' | 'alloc_failed' | 'instantiate_failed';
+export type LineFailureCode =
+  | 'trap'
+  | 'plugin_error'
+  | 'bad_status'
+  | 'bad_output'
+  | 'bad_utf8'
+  | 'output_too_large'
+  | 'memory_limit'
+  | 'alloc_failed'
+  | 'instantiate_failed'
+  | 'timeout'
+  | 'worker_failed';
 
 export interface LineFailure {
   /** Index of the line in the input batch. */
@@ -39,10 +66,10 @@ export interface LineFailure {
 }
 
 /**
- * What `processBatch` returns. Output lines keep input order. A line the plugin dropped (status 1)
- * is counted in `dropped`; a failed line is listed in `failures` and is in the output unchanged,
- * or absent when `dropOnError` is set. So the output has
- * `input count - dropped - (dropOnError ? failures.length : 0)` lines.
+ * What `processBatch` returns. Output records keep input order. A line the plugin dropped (status
+ * 1, or status 3 with no records) is counted in `dropped`; a failed line is listed in `failures`
+ * and is in the output unchanged, or absent when `dropOnError` is set. A line may emit several
+ * records (status 3), so the output can have more records than the input had lines.
  */
 export interface BatchOutcome {
   data: Uint8Array;
@@ -51,6 +78,8 @@ export interface BatchOutcome {
   dropped: number;
   /** Text of the first failure (plugin message or trap), for a log line; truncated. */
   firstError?: string;
+  /** True when the batch went through `process_batch` in one call. */
+  batched?: boolean;
 }
 
 export interface RunnerOptions {
@@ -58,21 +87,89 @@ export interface RunnerOptions {
   dropOnError?: boolean;
   /** Names the plugin in error messages. */
   label?: string;
+  /** JSON text handed to the optional `init` export of every instance. Default `{}`. */
+  initOptions?: string;
+  /** See DEFAULT_MAX_OUTPUT_BYTES. */
+  maxOutputBytes?: number;
+  /**
+   * Bytes of linear memory an instance may have after a call (`heap_memory_size`). The transform
+   * also caps the module's declared maximum (limits.ts) so `memory.grow` fails first; this check
+   * catches what the cap cannot (a module loaded without it). Undefined: no check.
+   */
+  heapMemorySize?: number;
+  /** Use `process_batch` when the plugin exports it. Default true. */
+  useBatchEntry?: boolean;
 }
+
+/** How `processBatch` calls the guest: `auto` uses `process_batch` when exported. */
+export type BatchMode = 'auto' | 'per_line';
 
 class LineFailed extends Error {
   constructor(
     readonly failure: LineFailureCode,
     message: string,
+    /** The instance must not be called again (its memory is past the limit). */
+    readonly discard = false,
   ) {
     super(message);
   }
+}
+
+/** Output records in the LineBatch layout, grown by doubling. */
+class OutputBuilder {
+  data: Uint8Array;
+  offsets: Uint32Array;
+  used = 0;
+  records = 0;
+
+  constructor(bytes: number, records: number) {
+    this.data = new Uint8Array(bytes);
+    this.offsets = new Uint32Array(records + 1);
+  }
+
+  push(record: Uint8Array): void {
+    if (this.used + record.byteLength > this.data.byteLength) {
+      const grown = new Uint8Array(Math.max(this.data.byteLength * 2, this.used + record.byteLength));
+      grown.set(this.data.subarray(0, this.used));
+      this.data = grown;
+    }
+    this.data.set(record, this.used);
+    this.used += record.byteLength;
+    if (this.records + 2 > this.offsets.length) {
+      const grown = new Uint32Array(this.offsets.length * 2);
+      grown.set(this.offsets);
+      this.offsets = grown;
+    }
+    this.offsets[++this.records] = this.used;
+  }
+
+  /** Forgets everything pushed after `records` records. */
+  rewind(records: number): void {
+    this.records = records;
+    this.used = this.offsets[records]!;
+  }
+
+  finish(): { data: Uint8Array; offsets: Uint32Array } {
+    const offsets = this.records + 1 === this.offsets.length ? this.offsets : this.offsets.slice(0, this.records + 1);
+    return { data: this.data.subarray(0, this.used), offsets };
+  }
+}
+
+/** One output record parsed from a `process_batch` result, before it is applied. */
+interface BatchRecord {
+  status: number;
+  ptr: number;
+  len: number;
 }
 
 export class PluginRunner {
   private guest: GuestBinding | undefined;
   private readonly dropOnError: boolean;
   private readonly label: string;
+  private readonly initOptions: Uint8Array;
+  private readonly maxOutputBytes: number;
+  private readonly heapMemorySize: number;
+  private readonly useBatchEntry: boolean;
   /** The `memory.buffer` the views below were made from. */
   private viewBuffer: ArrayBuffer | undefined;
   private bytes = new Uint8Array(0);
@@ -81,14 +178,23 @@ export class PluginRunner {
   private inputCapacity = 0;
   /** How many times a trapped instance was replaced: for tests and debugging. */
   reinstantiations = 0;
+  /** How many `process_batch` calls failed and were redone line by line: for tests. */
+  batchFallbacks = 0;
 
-  /** Validates and instantiates `module`; throws PluginAbiError when it does not fit ABI v1. */
+  /**
+   * Validates and instantiates `module`, calling its `init` when exported; throws PluginAbiError
+   * when it does not fit ABI v1 or `init` refuses its options.
+   */
   constructor(
     private readonly module: WasmModule,
     options: RunnerOptions = {},
   ) {
     this.dropOnError = options.dropOnError ?? false;
     this.label = options.label ?? 'plugin';
+    this.initOptions = utf8Encoder.encode(options.initOptions ?? '{}');
+    this.maxOutputBytes = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+    this.heapMemorySize = options.heapMemorySize ?? Infinity;
+    this.useBatchEntry = options.useBatchEntry ?? true;
     validateModule(module, this.label);
     try {
       this.guest = this.bind();
@@ -103,63 +209,36 @@ export class PluginRunner {
     return this.inputCapacity;
   }
 
+  /** Whether the plugin exports `process_batch` (and this runner may use it). */
+  get batchEntry(): boolean {
+    return this.useBatchEntry && this.guest?.processBatch !== undefined;
+  }
+
   /**
    * Runs every line of `data`/`offsets` (the LineBatch layout: line i is
-   * `data[offsets[i]..offsets[i+1]]`) through `process_log`. Never throws for a bad line or a
+   * `data[offsets[i]..offsets[i+1]]`) through the plugin: in one `process_batch` call when the
+   * plugin has it and `mode` is `auto`, else one `process_log` call per line. A `process_batch`
+   * call that traps, fails or returns malformed records is redone line by line on a fresh
+   * instance (after a trap), so only the poison line fails. Never throws for a bad line or a
    * trapping plugin: see BatchOutcome.
    */
-  processBatch(data: Uint8Array, offsets: Uint32Array): BatchOutcome {
+  processBatch(data: Uint8Array, offsets: Uint32Array, mode: BatchMode = 'auto'): BatchOutcome {
     const count = Math.max(0, offsets.length - 1);
-    const outOffsets = new Uint32Array(count + 1);
     // Most plugins emit about as much as they get; grow by doubling past that.
-    let out = new Uint8Array(data.byteLength + (data.byteLength >>> 3) + INPUT_BUFFER_STEP);
-    let used = 0;
-    let emitted = 0;
-    let dropped = 0;
-    const failures: LineFailure[] = [];
-    let firstError: string | undefined;
-
-    for (let index = 0; index < count; index++) {
-      const start = offsets[index]!;
-      const end = offsets[index + 1]!;
-      let emit: Uint8Array | undefined;
-      let failure: LineFailureCode | undefined;
-      try {
-        emit = this.runLine(data, start, end);
-        if (emit === undefined) dropped++;
-      } catch (error) {
-        if (error instanceof LineFailed) {
-          failure = error.failure;
-          firstError ??= truncate(error.message);
-        } else {
-          // A trap (WebAssembly.RuntimeError, RangeError for stack overflow, ...): the instance's
-          // memory and globals may be half-updated, so it is never called again.
-          failure = 'trap';
-          firstError ??= truncate(`${this.label}: process_log trapped: ${String(error)}`);
-          this.discardInstance();
-        }
-      }
-      if (failure !== undefined) {
-        failures.push({ index, code: failure });
-        if (!this.dropOnError) emit = data.subarray(start, end);
-      }
-      if (emit === undefined) continue;
-      if (used + emit.byteLength > out.byteLength) {
-        const grown = new Uint8Array(Math.max(out.byteLength * 2, used + emit.byteLength));
-        grown.set(out.subarray(0, used));
-        out = grown;
-      }
-      out.set(emit, used);
-      used += emit.byteLength;
-      outOffsets[++emitted] = used;
+    const out = new OutputBuilder(data.byteLength + (data.byteLength >>> 3) + INPUT_BUFFER_STEP, count);
+    const state = { dropped: 0, failures: [] as LineFailure[], firstError: undefined as string | undefined };
+    let batched = false;
+    if (mode === 'auto' && count > 0 && this.useBatchEntry && (this.guest ?? this.tryReplace())?.processBatch !== undefined) {
+      batched = this.runBatch(data, offsets, count, out, state);
+      if (!batched) this.batchFallbacks++;
     }
-    const outcome: BatchOutcome = {
-      data: out.subarray(0, used),
-      offsets: emitted === count ? outOffsets : outOffsets.slice(0, emitted + 1),
-      failures,
-      dropped,
-    };
-    if (firstError !== undefined) outcome.firstError = firstError;
+    if (!batched) {
+      for (let index = 0; index < count; index++) this.runOne(data, offsets, index, out, state);
+    }
+    const { data: outData, offsets: outOffsets } = out.finish();
+    const outcome: BatchOutcome = { data: outData, offsets: outOffsets, failures: state.failures, dropped: state.dropped };
+    if (state.firstError !== undefined) outcome.firstError = state.firstError;
+    if (batched) outcome.batched = true;
     return outcome;
   }
 
@@ -175,36 +254,166 @@ export class PluginRunner {
     }
   }
 
-  /**
-   * One line: returns the bytes to emit (a view into guest memory, valid until the next call),
-   * or undefined for a drop. Throws LineFailed for a failure that leaves the instance usable, and
-   * anything else for a trap.
-   */
-  private runLine(data: Uint8Array, start: number, end: number): Uint8Array | undefined {
-    const guest = this.guest ?? this.replaceInstance();
+  /** One line through `process_log`, its failure recorded by policy. */
+  private runOne(data: Uint8Array, offsets: Uint32Array, index: number, out: OutputBuilder, state: FailureState): void {
+    const start = offsets[index]!;
+    const end = offsets[index + 1]!;
+    const input = data.subarray(start, end);
+    const mark = out.records;
+    try {
+      const guest = this.guest ?? this.replaceInstance();
+      const status = this.callLine(guest, data, start, end);
+      this.applyRecord(guest, status, input, out, state);
+    } catch (error) {
+      out.rewind(mark);
+      this.fail(error, index, input, out, state);
+    }
+  }
+
+  private fail(error: unknown, index: number, input: Uint8Array, out: OutputBuilder, state: FailureState): void {
+    let failure: LineFailureCode;
+    if (error instanceof LineFailed) {
+      failure = error.failure;
+      state.firstError ??= truncate(error.message);
+      if (error.discard) this.discardInstance();
+    } else {
+      // A trap (WebAssembly.RuntimeError, RangeError for stack overflow, ...): the instance's
+      // memory and globals may be half-updated, so it is never called again.
+      failure = 'trap';
+      state.firstError ??= truncate(`${this.label}: plugin trapped: ${String(error)}`);
+      this.discardInstance();
+    }
+    state.failures.push({ index, code: failure });
+    if (!this.dropOnError) out.push(input);
+  }
+
+  /** Copies the line in, calls `process_log`, checks the memory limit; returns the status. */
+  private callLine(guest: GuestBinding, data: Uint8Array, start: number, end: number): unknown {
     const len = end - start;
     if (len > this.inputCapacity) this.growInput(guest, len);
     this.refreshViews(guest);
     this.bytes.set(data.subarray(start, end), this.inputPtr);
     const status: unknown = guest.processLog(this.inputPtr, len);
     this.refreshViews(guest);
-    if (status === STATUS_DROP) return undefined;
-    if (status !== STATUS_EMIT && status !== STATUS_ERROR) {
-      throw new LineFailed('bad_status', `${this.label}: process_log returned unknown status ${String(status)}`);
+    this.checkMemory();
+    return status;
+  }
+
+  private checkMemory(): void {
+    const size = this.bytes.byteLength;
+    if (size > this.heapMemorySize) {
+      throw new LineFailed('memory_limit', `${this.label}: plugin memory grew to ${size} bytes, past heap_memory_size (${this.heapMemorySize})`, true);
     }
-    const outPtr = this.words.getUint32(guest.resultPtr, true);
-    const outLen = this.words.getUint32(guest.resultPtr + 4, true);
+  }
+
+  /**
+   * Applies one call's status and output (read from the result area for `process_log`, or given
+   * by a `process_batch` record). Throws LineFailed before pushing anything when the output is
+   * not acceptable, so a failed line never leaves half its records behind.
+   */
+  private applyRecord(guest: GuestBinding, status: unknown, input: Uint8Array, out: OutputBuilder, state: FailureState, given?: BatchRecord): void {
+    if (status === STATUS_DROP) {
+      state.dropped++;
+      return;
+    }
+    if (status !== STATUS_EMIT && status !== STATUS_ERROR && status !== STATUS_EMIT_MANY) {
+      throw new LineFailed('bad_status', `${this.label}: plugin returned unknown status ${String(status)}`);
+    }
+    const outPtr = given ? given.ptr : this.words.getUint32(guest.resultPtr, true);
+    const outLen = given ? given.len : this.words.getUint32(guest.resultPtr + 4, true);
     if (outPtr + outLen > this.bytes.byteLength) {
       throw new LineFailed(
         'bad_output',
-        `${this.label}: result area points at ${outLen} bytes at ${outPtr}, past the end of memory (${this.bytes.byteLength} bytes)`,
+        `${this.label}: output of ${outLen} bytes at ${outPtr} is past the end of memory (${this.bytes.byteLength} bytes)`,
       );
     }
     const output = this.bytes.subarray(outPtr, outPtr + outLen);
     if (status === STATUS_ERROR) {
       throw new LineFailed('plugin_error', `${this.label}: ${utf8.decode(output.subarray(0, MAX_ERROR_MESSAGE_CHARS * 4))}`);
     }
-    return output;
+    if (outLen > this.maxOutputBytes) {
+      throw new LineFailed('output_too_large', `${this.label}: output of ${outLen} bytes exceeds max_output_bytes (${this.maxOutputBytes})`);
+    }
+    // A line passed through unchanged may be anything the file held; new bytes must be UTF-8,
+    // since every sink downstream turns records into strings.
+    if (!isUtf8(output) && !sameBytes(output, input)) {
+      throw new LineFailed('bad_utf8', `${this.label}: output of ${outLen} bytes is not valid UTF-8`);
+    }
+    if (status === STATUS_EMIT) {
+      out.push(output);
+      return;
+    }
+    let from = 0;
+    let records = 0;
+    // One trailing newline ends the last record instead of starting an empty one.
+    const end = outLen > 0 && output[outLen - 1] === NEWLINE ? outLen - 1 : outLen;
+    if (end === 0 && outLen === 0) {
+      state.dropped++;
+      return;
+    }
+    for (let at = 0; at <= end; at++) {
+      if (at === end || output[at] === NEWLINE) {
+        out.push(output.subarray(from, at));
+        records++;
+        from = at + 1;
+      }
+    }
+    if (records === 0) state.dropped++;
+  }
+
+  /**
+   * The whole batch in one `process_batch(ptr, len, count)` call. Input: `count + 1` u32 offsets
+   * (little-endian, relative to the data) then the data. Output, at the result area's pointer:
+   * `count` records of `[u32 status][u32 len][len bytes]`. Returns false, having pushed nothing,
+   * when the call trapped or failed as a whole; the caller then runs the batch line by line.
+   */
+  private runBatch(data: Uint8Array, offsets: Uint32Array, count: number, out: OutputBuilder, state: FailureState): boolean {
+    const guest = this.guest;
+    if (guest?.processBatch === undefined) return false;
+    const base = offsets[0]!;
+    const dataLen = offsets[count]! - base;
+    const headerLen = 4 * (count + 1);
+    const total = headerLen + dataLen;
+    let status: unknown;
+    try {
+      if (total > this.inputCapacity) this.growInput(guest, total);
+      this.refreshViews(guest);
+      for (let i = 0; i <= count; i++) this.words.setUint32(this.inputPtr + 4 * i, offsets[i]! - base, true);
+      this.bytes.set(data.subarray(base, base + dataLen), this.inputPtr + headerLen);
+      status = guest.processBatch(this.inputPtr, total, count);
+      this.refreshViews(guest);
+      this.checkMemory();
+    } catch (error) {
+      if (!(error instanceof LineFailed) || error.discard) this.discardInstance();
+      return false;
+    }
+    if (status !== STATUS_EMIT) return false;
+    // Parse every record header before applying any, so a malformed result pushes nothing.
+    const memoryEnd = this.bytes.byteLength;
+    let at = this.words.getUint32(guest.resultPtr, true);
+    const end = at + this.words.getUint32(guest.resultPtr + 4, true);
+    if (end > memoryEnd) return false;
+    const records: BatchRecord[] = new Array<BatchRecord>(count);
+    for (let i = 0; i < count; i++) {
+      if (at + 8 > end) return false;
+      const recordStatus = this.words.getUint32(at, true);
+      const len = this.words.getUint32(at + 4, true);
+      if (at + 8 + len > end) return false;
+      records[i] = { status: recordStatus, ptr: at + 8, len };
+      at += 8 + len;
+    }
+    for (let i = 0; i < count; i++) {
+      const record = records[i]!;
+      const input = data.subarray(offsets[i]!, offsets[i + 1]!);
+      const mark = out.records;
+      try {
+        this.applyRecord(guest, record.status, input, out, state, record);
+      } catch (error) {
+        out.rewind(mark);
+        this.fail(error, i, input, out, state);
+      }
+    }
+    return true;
   }
 
   /** Replaces the input buffer with one of the next 4096-byte multiple >= `len`. */
@@ -234,8 +443,31 @@ export class PluginRunner {
     this.viewBuffer = undefined;
     this.inputPtr = 0;
     this.inputCapacity = 0;
-    this.growInput(guest, INPUT_BUFFER_STEP);
+    this.growInput(guest, Math.max(INPUT_BUFFER_STEP, this.initOptions.byteLength));
+    if (guest.init !== undefined) this.callInit(guest);
     return guest;
+  }
+
+  /** Hands the options JSON to `init`; a refusal or a trap refuses the instance. */
+  private callInit(guest: GuestBinding): void {
+    const init = guest.init!;
+    this.refreshViews(guest);
+    this.bytes.set(this.initOptions, this.inputPtr);
+    let status: unknown;
+    try {
+      status = init(this.inputPtr, this.initOptions.byteLength);
+    } catch (error) {
+      throw new PluginAbiError(`${this.label}: init trapped: ${String(error)}`, { cause: error });
+    }
+    this.refreshViews(guest);
+    if (status === STATUS_EMIT) return;
+    let detail = `returned status ${String(status)}`;
+    if (status === STATUS_ERROR) {
+      const ptr = this.words.getUint32(guest.resultPtr, true);
+      const len = Math.min(this.words.getUint32(guest.resultPtr + 4, true), MAX_ERROR_MESSAGE_CHARS * 4);
+      if (ptr + len <= this.bytes.byteLength) detail = utf8.decode(this.bytes.subarray(ptr, ptr + len));
+    }
+    throw new PluginAbiError(`${this.label}: init refused the transform's options: ${detail}`);
   }
 
   private discardInstance(): void {
@@ -256,6 +488,26 @@ export class PluginRunner {
     this.reinstantiations++;
     return this.guest;
   }
+
+  /** `replaceInstance` for the batch path, where a failure is the first line's to report. */
+  private tryReplace(): GuestBinding | undefined {
+    try {
+      return this.replaceInstance();
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+interface FailureState {
+  dropped: number;
+  failures: LineFailure[];
+  firstError: string | undefined;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
 function truncate(text: string): string {

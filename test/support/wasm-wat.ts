@@ -85,3 +85,58 @@ const STRICT_DEALLOC = `(func (export "dealloc") (param $ptr i32) (param $len i3
 
 /** `process_log` that emits its input unchanged. */
 export const ECHO_BODY = `(call $emit (local.get $ptr) (local.get $len)) (i32.const 0)`;
+
+/**
+ * A guest with every optional ABI v1 export: `init` keeps the options JSON (refusing more than 100
+ * bytes), `process_batch` runs the same per-line logic as `process_log` over a whole batch.
+ * By first byte: `D` drops, `M` emits the two records `one` and `two` (status 3), `P` emits the
+ * options JSON that `init` got, `E` is a plugin error, `T` traps, `X` emits invalid UTF-8, `G`
+ * grows memory by 40 pages, anything else is echoed.
+ */
+export const FULL_GUEST_WAT = guestWat(`(call $line (local.get $ptr) (local.get $len))`, {
+  extra: `
+    (global $plen (mut i32) (i32.const 0))
+    (data (i32.const 520) "one\\ntwo\\n")
+    (data (i32.const 540) "bad line")
+    (data (i32.const 560) "options too long")
+    (data (i32.const 580) "\\ff\\fe")
+    (func (export "init") (param $ptr i32) (param $len i32) (result i32)
+      (if (i32.gt_u (local.get $len) (i32.const 100)) (then (call $emit (i32.const 560) (i32.const 16)) (return (i32.const 2))))
+      (memory.copy (i32.const 600) (local.get $ptr) (local.get $len))
+      (global.set $plen (local.get $len))
+      (i32.const 0))
+    (func $line (param $ptr i32) (param $len i32) (result i32) (local $c i32)
+      (local.set $c (if (result i32) (local.get $len) (then (i32.load8_u (local.get $ptr))) (else (i32.const 0))))
+      (if (i32.eq (local.get $c) (i32.const 68)) (then (return (i32.const 1))))
+      (if (i32.eq (local.get $c) (i32.const 77)) (then (call $emit (i32.const 520) (i32.const 8)) (return (i32.const 3))))
+      (if (i32.eq (local.get $c) (i32.const 80)) (then (call $emit (i32.const 600) (global.get $plen)) (return (i32.const 0))))
+      (if (i32.eq (local.get $c) (i32.const 69)) (then (call $emit (i32.const 540) (i32.const 8)) (return (i32.const 2))))
+      (if (i32.eq (local.get $c) (i32.const 84)) (then unreachable))
+      (if (i32.eq (local.get $c) (i32.const 88)) (then (call $emit (i32.const 580) (i32.const 2)) (return (i32.const 0))))
+      (if (i32.eq (local.get $c) (i32.const 71)) (then (drop (memory.grow (i32.const 40)))))
+      (call $emit (local.get $ptr) (local.get $len))
+      (i32.const 0))
+    (func (export "process_batch") (param $ptr i32) (param $len i32) (param $count i32) (result i32)
+      (local $i i32) (local $data i32) (local $o i32) (local $out i32) (local $st i32) (local $olen i32) (local $need i32)
+      (local.set $data (i32.add (local.get $ptr) (i32.shl (i32.add (local.get $count) (i32.const 1)) (i32.const 2))))
+      (local.set $out (global.get $heap))
+      (local.set $need (i32.add (local.get $out) (i32.add (i32.mul (local.get $count) (i32.const 520)) (local.get $len))))
+      (if (i32.gt_u (local.get $need) (i32.mul (memory.size) (i32.const 65536)))
+        (then (drop (memory.grow (i32.add (i32.shr_u (i32.sub (local.get $need) (i32.mul (memory.size) (i32.const 65536))) (i32.const 16)) (i32.const 1))))))
+      (local.set $o (local.get $out))
+      (block $done (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
+        (local.set $st (call $line
+          (i32.add (local.get $data) (i32.load (i32.add (local.get $ptr) (i32.shl (local.get $i) (i32.const 2)))))
+          (i32.sub (i32.load (i32.add (local.get $ptr) (i32.shl (i32.add (local.get $i) (i32.const 1)) (i32.const 2))))
+                   (i32.load (i32.add (local.get $ptr) (i32.shl (local.get $i) (i32.const 2)))))))
+        (local.set $olen (if (result i32) (i32.eq (local.get $st) (i32.const 1)) (then (i32.const 0)) (else (i32.load (i32.const ${WAT_RESULT_AREA + 4})))))
+        (i32.store (local.get $o) (local.get $st))
+        (i32.store (i32.add (local.get $o) (i32.const 4)) (local.get $olen))
+        (memory.copy (i32.add (local.get $o) (i32.const 8)) (i32.load (i32.const ${WAT_RESULT_AREA})) (local.get $olen))
+        (local.set $o (i32.add (local.get $o) (i32.add (i32.const 8) (local.get $olen))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+      (call $emit (local.get $out) (i32.sub (local.get $o) (local.get $out)))
+      (i32.const 0))`,
+});

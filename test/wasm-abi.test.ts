@@ -1,0 +1,136 @@
+/**
+ * ABI v1's optional exports on one hand-written guest (FULL_GUEST_WAT): `init` with the
+ * transform's options, `process_batch` giving the same outcome as per-line calls, several records
+ * per line (status 3), and the output checks (UTF-8, max_output_bytes, heap_memory_size).
+ */
+import { describe, expect, it } from 'vitest';
+import { PluginAbiError } from '../src/errors.js';
+import { PluginRunner, type BatchOutcome } from '../src/wasm-memory/runner.js';
+import { fromBatchLayout, toBatchLayout } from './support/wasm-fixtures.js';
+import { FULL_GUEST_WAT, watModule } from './support/wasm-wat.js';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const module = await watModule(FULL_GUEST_WAT);
+
+function layout(lines: (string | Uint8Array)[]): { data: Uint8Array; offsets: Uint32Array } {
+  return toBatchLayout(lines.map((l) => (typeof l === 'string' ? encoder.encode(l) : l)));
+}
+
+function texts(outcome: BatchOutcome): string[] {
+  return fromBatchLayout(outcome.data, outcome.offsets).map((l) => decoder.decode(l));
+}
+
+/** Everything but `batched`, to compare a batch run with a per-line run. */
+function comparable(outcome: BatchOutcome): unknown {
+  const { batched: _batched, ...rest } = outcome;
+  return { ...rest, data: Array.from(rest.data), offsets: Array.from(rest.offsets) };
+}
+
+const MIXED = ['plain é', 'D dropped', 'M many', 'P options', 'E error', '', 'X invalid', 'last 日本'];
+
+describe('init', () => {
+  it('hands the options JSON to every instance, including one that replaced a trapped instance', () => {
+    const options = JSON.stringify({ mask: '***', fields: ['email'] });
+    const runner = new PluginRunner(module, { initOptions: options });
+    const { data, offsets } = layout(['P', 'T trap', 'P again']);
+    const outcome = runner.processBatch(data, offsets, 'per_line');
+    expect(texts(outcome)).toEqual([options, 'T trap', options]);
+    expect(outcome.failures).toEqual([{ index: 1, code: 'trap' }]);
+    expect(runner.reinstantiations).toBe(1);
+  });
+
+  it('sends {} when there are no options', () => {
+    const outcome = new PluginRunner(module).processBatch(layout(['P']).data, layout(['P']).offsets);
+    expect(texts(outcome)).toEqual(['{}']);
+  });
+
+  it('refuses the module with its message when init returns status 2', () => {
+    let caught: unknown;
+    try {
+      new PluginRunner(module, { initOptions: JSON.stringify({ long: 'x'.repeat(200) }), label: 'transforms.t' });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(PluginAbiError);
+    expect((caught as PluginAbiError).code).toBe('LOGWASM_PLUGIN_ABI');
+    expect((caught as PluginAbiError).message).toContain('options too long');
+  });
+});
+
+describe('process_batch', () => {
+  it('gives the same outcome as per-line calls, in one call', () => {
+    const { data, offsets } = layout(MIXED);
+    const perLine = new PluginRunner(module).processBatch(data, offsets, 'per_line');
+    const runner = new PluginRunner(module);
+    const batched = runner.processBatch(data, offsets, 'auto');
+    expect(batched.batched).toBe(true);
+    expect(perLine.batched).toBeUndefined();
+    expect(comparable(batched)).toEqual(comparable(perLine));
+    expect(texts(batched)).toEqual(['plain é', 'one', 'two', '{}', 'E error', '', 'X invalid', 'last 日本']);
+    expect(batched.dropped).toBe(1);
+    expect(batched.failures).toEqual([
+      { index: 4, code: 'plugin_error' },
+      { index: 6, code: 'bad_utf8' },
+    ]);
+    expect(runner.batchFallbacks).toBe(0);
+  });
+
+  it('gives the same outcome with drop_on_error', () => {
+    const { data, offsets } = layout(MIXED);
+    const perLine = new PluginRunner(module, { dropOnError: true }).processBatch(data, offsets, 'per_line');
+    const batched = new PluginRunner(module, { dropOnError: true }).processBatch(data, offsets);
+    expect(comparable(batched)).toEqual(comparable(perLine));
+    expect(texts(batched)).toEqual(['plain é', 'one', 'two', '{}', '', 'last 日本']);
+  });
+
+  it('redoes a trapping batch line by line on a fresh instance, failing only the poison line', () => {
+    const lines = ['a', 'T poison', 'M', 'b'];
+    const runner = new PluginRunner(module);
+    const outcome = runner.processBatch(layout(lines).data, layout(lines).offsets);
+    expect(outcome.batched).toBeUndefined();
+    expect(runner.batchFallbacks).toBe(1);
+    expect(texts(outcome)).toEqual(['a', 'T poison', 'one', 'two', 'b']);
+    expect(outcome.failures).toEqual([{ index: 1, code: 'trap' }]);
+    // Once for the trapped batch call, once for the poison line in the per-line retry.
+    expect(runner.reinstantiations).toBe(2);
+    const next = runner.processBatch(layout(['next']).data, layout(['next']).offsets);
+    expect(next.batched).toBe(true);
+    expect(texts(next)).toEqual(['next']);
+  });
+
+  it('handles a batch whose offsets do not start at 0 (a view into a larger batch)', () => {
+    const whole = layout(['skip', 'M', 'keep']);
+    const outcome = new PluginRunner(module).processBatch(whole.data, whole.offsets.subarray(1));
+    expect(outcome.batched).toBe(true);
+    expect(texts(outcome)).toEqual(['one', 'two', 'keep']);
+  });
+});
+
+describe('output checks', () => {
+  it('fails output longer than max_output_bytes, keeping the instance', () => {
+    const runner = new PluginRunner(module, { maxOutputBytes: 10 });
+    const lines = ['short', 'this line is longer than ten bytes', 'M'];
+    const outcome = runner.processBatch(layout(lines).data, layout(lines).offsets, 'per_line');
+    expect(texts(outcome)).toEqual(['short', 'this line is longer than ten bytes', 'one', 'two']);
+    expect(outcome.failures).toEqual([{ index: 1, code: 'output_too_large' }]);
+    expect(runner.reinstantiations).toBe(0);
+  });
+
+  it('lets invalid UTF-8 through only when it is the input unchanged', () => {
+    const invalid = Uint8Array.of(0x61, 0xff, 0x62);
+    const outcome = new PluginRunner(module).processBatch(layout([invalid, 'X']).data, layout([invalid, 'X']).offsets);
+    expect(fromBatchLayout(outcome.data, outcome.offsets)).toEqual([invalid, encoder.encode('X')]);
+    expect(outcome.failures).toEqual([{ index: 1, code: 'bad_utf8' }]);
+  });
+
+  it('fails a line whose call grew memory past heap_memory_size and replaces the instance', () => {
+    const runner = new PluginRunner(module, { heapMemorySize: 1024 * 1024 });
+    const lines = ['before', 'G grows 40 pages', 'after'];
+    const outcome = runner.processBatch(layout(lines).data, layout(lines).offsets, 'per_line');
+    expect(texts(outcome)).toEqual(lines);
+    expect(outcome.failures).toEqual([{ index: 1, code: 'memory_limit' }]);
+    expect(outcome.firstError).toContain('heap_memory_size');
+    expect(runner.reinstantiations).toBe(1);
+  });
+});
