@@ -16,7 +16,8 @@ export const TIMESTAMP_FIELDS = ['timestamp', 'ts', 'time'] as const;
 /** Fields of a JSON record read as the severity, in this order. */
 export const SEVERITY_FIELDS = ['level', 'severity'] as const;
 
-type HrTime = [number, number];
+/** Seconds and nanoseconds since the Unix epoch, as OpenTelemetry JS keeps times. */
+export type HrTime = [number, number];
 
 export class RecordMapper {
   /** The exporter groups records by resource object identity: one object per host. */
@@ -99,7 +100,8 @@ export function hrTimeFromMs(ms: number): HrTime {
   return [seconds, Math.round((ms - seconds * 1000) * 1e6)];
 }
 
-function eventTime(object: Record<string, unknown>): HrTime | undefined {
+/** The event time of a JSON record: its first parseable timestamp field, or undefined. */
+export function eventTime(object: Record<string, unknown>): HrTime | undefined {
   for (const field of TIMESTAMP_FIELDS) {
     const value = object[field];
     if (value === undefined) continue;
@@ -182,7 +184,8 @@ const SEVERITY_BY_NAME: Readonly<Record<string, number>> = {
   panic: 21,
 };
 
-function severityOf(object: Record<string, unknown>): Severity | undefined {
+/** The severity of a JSON record from its first string or number severity field, or undefined. */
+export function severityOf(object: Record<string, unknown>): Severity | undefined {
   for (const field of SEVERITY_FIELDS) {
     const value = object[field];
     if (typeof value === 'string' || typeof value === 'number') return parseSeverity(value);

@@ -1,0 +1,513 @@
+/**
+ * OTLP/protobuf encoding of a whole batch, straight from its bytes: one `ResourceLogs` per batch
+ * (one file = one resource), one `ScopeLogs` (scope `logwasm`), one `LogRecord` per line. Pure and
+ * synchronous, so it runs the same in the sink's worker threads and, as a fallback, on the main
+ * thread. The mapping rules are mapping.ts's (the same functions decide timestamp and severity);
+ * the wire layout follows opentelemetry-proto v1 (`logs.proto`, `common.proto`).
+ *
+ * The output is built to be split and joined without re-encoding: the resource and scope entries
+ * come first, then every LogRecord as a complete `ScopeLogs.log_records` entry (tag and length
+ * included), with record offsets. Any run of records `[from, to)` becomes a valid
+ * `ExportLogsServiceRequest.resource_logs` entry by writing two small headers around the resource
+ * entry, the scope entry and those records' bytes (`requestBody`). A request body is the
+ * concatenation of such entries.
+ */
+import { isUtf8 } from 'node:buffer';
+import { basename } from 'node:path';
+import type { BatchMeta } from '../../event.js';
+import { eventTime, hrTimeFromMs, parseObject, severityOf, type HrTime } from './mapping.js';
+
+/** Name of the instrumentation scope of every record. */
+export const SCOPE_NAME = 'logwasm';
+
+/** What the encoder needs of a batch: its layout and meta, not its ownership. */
+export interface EncodeInput {
+  data: Uint8Array;
+  offsets: Uint32Array;
+  meta: BatchMeta;
+}
+
+/**
+ * One batch, encoded. `bytes` holds, back to back: the `ResourceLogs.resource` entry
+ * (`[0, resourceEnd)`), the `ScopeLogs.scope` entry (`[resourceEnd, offsets[0])`), then record `i`
+ * as `bytes[offsets[i], offsets[i + 1])`, a whole `ScopeLogs.log_records` entry.
+ */
+export interface EncodedBatch {
+  bytes: Uint8Array;
+  offsets: Uint32Array;
+  resourceEnd: number;
+}
+
+/** A run of records `[from, to)` of an encoded batch: what a request carries of it. */
+export interface EncodedSlice {
+  batch: EncodedBatch;
+  from: number;
+  to: number;
+}
+
+/** Records in a slice. */
+export function sliceCount(slice: EncodedSlice): number {
+  return slice.to - slice.from;
+}
+
+// Wire types and tags (field number << 3 | wire type) of the fields written here.
+const TAG_RESOURCE_LOGS = 0x0a; // ExportLogsServiceRequest.resource_logs = 1, LEN
+const TAG_RESOURCE = 0x0a; // ResourceLogs.resource = 1, LEN
+const TAG_SCOPE_LOGS = 0x12; // ResourceLogs.scope_logs = 2, LEN
+const TAG_SCOPE = 0x0a; // ScopeLogs.scope = 1, LEN
+const TAG_LOG_RECORD = 0x12; // ScopeLogs.log_records = 2, LEN
+const TAG_ATTRIBUTE = 0x0a; // Resource.attributes = 1, LEN
+const TAG_NAME = 0x0a; // InstrumentationScope.name = 1, LEN
+const TAG_TIME = 0x09; // LogRecord.time_unix_nano = 1, I64
+const TAG_SEVERITY_NUMBER = 0x10; // LogRecord.severity_number = 2, VARINT
+const TAG_SEVERITY_TEXT = 0x1a; // LogRecord.severity_text = 3, LEN
+const TAG_BODY = 0x2a; // LogRecord.body = 5, LEN
+const TAG_RECORD_ATTRIBUTE = 0x32; // LogRecord.attributes = 6, LEN
+const TAG_OBSERVED_TIME = 0x59; // LogRecord.observed_time_unix_nano = 11, I64
+const TAG_KEY = 0x0a; // KeyValue.key = 1, LEN
+const TAG_VALUE = 0x12; // KeyValue.value = 2, LEN
+const TAG_STRING = 0x0a; // AnyValue.string_value = 1, LEN
+const TAG_BOOL = 0x10; // AnyValue.bool_value = 2, VARINT
+const TAG_INT = 0x18; // AnyValue.int_value = 3, VARINT
+const TAG_DOUBLE = 0x21; // AnyValue.double_value = 4, I64
+const TAG_ARRAY = 0x2a; // AnyValue.array_value = 5, LEN
+const TAG_KVLIST = 0x32; // AnyValue.kvlist_value = 6, LEN
+const TAG_VALUES = 0x0a; // ArrayValue.values / KeyValueList.values = 1, LEN
+
+const TWO_32 = 0x1_0000_0000;
+const INT64_LIMIT = 2 ** 63;
+
+/** Bytes of `value` (a non-negative integer below 2^53) as a varint. */
+export function varintSize(value: number): number {
+  let size = 1;
+  while (value >= 0x80) {
+    value = Math.floor(value / 128);
+    size++;
+  }
+  return size;
+}
+
+/**
+ * A growable byte buffer with the few protobuf writes the encoder needs. Nested messages reserve
+ * room for their length prefix (`begin`) and fix it up when they end (`end`), moving the content
+ * in the rare case the reservation was wrong: one pass, no size pre-computation.
+ */
+class Writer {
+  buf: Uint8Array;
+  pos = 0;
+  private readonly floats = new Float64Array(1);
+  private readonly floatBytes = new Uint8Array(this.floats.buffer);
+  private readonly encoder = new TextEncoder();
+
+  constructor(initial: number) {
+    this.buf = new Uint8Array(initial);
+  }
+
+  ensure(extra: number): void {
+    if (this.pos + extra <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + extra) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+  }
+
+  byte(value: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = value;
+  }
+
+  varint(value: number): void {
+    this.ensure(10);
+    const buf = this.buf;
+    let pos = this.pos;
+    while (value >= 0x80) {
+      buf[pos++] = (value & 0x7f) | 0x80;
+      value = Math.floor(value / 128);
+    }
+    buf[pos++] = value;
+    this.pos = pos;
+  }
+
+  /** A 64-bit varint from its two 32-bit halves (unsigned). */
+  varint64(low: number, high: number): void {
+    if (high === 0) {
+      this.varint(low);
+      return;
+    }
+    this.ensure(10);
+    const buf = this.buf;
+    let pos = this.pos;
+    // Seven bits at a time across the two halves.
+    while (high !== 0 || low >= 0x80) {
+      buf[pos++] = (low & 0x7f) | 0x80;
+      low = ((low >>> 7) | (high << 25)) >>> 0;
+      high = high >>> 7;
+    }
+    buf[pos++] = low;
+    this.pos = pos;
+  }
+
+  fixed64(low: number, high: number): void {
+    this.ensure(8);
+    const buf = this.buf;
+    const pos = this.pos;
+    buf[pos] = low & 0xff;
+    buf[pos + 1] = (low >>> 8) & 0xff;
+    buf[pos + 2] = (low >>> 16) & 0xff;
+    buf[pos + 3] = low >>> 24;
+    buf[pos + 4] = high & 0xff;
+    buf[pos + 5] = (high >>> 8) & 0xff;
+    buf[pos + 6] = (high >>> 16) & 0xff;
+    buf[pos + 7] = high >>> 24;
+    this.pos = pos + 8;
+  }
+
+  double(value: number): void {
+    this.ensure(8);
+    this.floats[0] = value;
+    this.buf.set(this.floatBytes, this.pos);
+    this.pos += 8;
+  }
+
+  /** A length-delimited string: ASCII below 128 chars byte by byte, anything else through TextEncoder. */
+  string(value: string): void {
+    const length = value.length;
+    if (length < 0x80) {
+      this.ensure(length + 1);
+      const buf = this.buf;
+      let pos = this.pos + 1;
+      let i = 0;
+      for (; i < length; i++) {
+        const c = value.charCodeAt(i);
+        if (c >= 0x80) break;
+        buf[pos++] = c;
+      }
+      if (i === length) {
+        buf[this.pos] = length;
+        this.pos = pos;
+        return;
+      }
+    }
+    // UTF-8 takes at most 3 bytes per UTF-16 unit (lone surrogates become U+FFFD, 3 bytes).
+    const start = this.begin(varintSize(length * 3));
+    this.ensure(length * 3);
+    const { written } = this.encoder.encodeInto(value, this.buf.subarray(this.pos));
+    this.pos += written;
+    this.end(start, varintSize(length * 3));
+  }
+
+  bytes(value: Uint8Array): void {
+    this.varint(value.length);
+    this.ensure(value.length);
+    this.buf.set(value, this.pos);
+    this.pos += value.length;
+  }
+
+  /** Reserves `reserve` bytes for a length prefix; returns where the prefix goes. */
+  begin(reserve: number): number {
+    this.ensure(reserve);
+    const start = this.pos;
+    this.pos += reserve;
+    return start;
+  }
+
+  /** Writes the length of what follows `start + reserve`, moving it if the prefix needs another size. */
+  end(start: number, reserve: number): void {
+    const length = this.pos - start - reserve;
+    const size = varintSize(length);
+    if (size !== reserve) {
+      this.ensure(size - reserve);
+      this.buf.copyWithin(start + size, start + reserve, this.pos);
+      this.pos += size - reserve;
+    }
+    const buf = this.buf;
+    let pos = start;
+    let value = length;
+    while (value >= 0x80) {
+      buf[pos++] = (value & 0x7f) | 0x80;
+      value = Math.floor(value / 128);
+    }
+    buf[pos] = value;
+  }
+}
+
+/** Splits HrTime nanoseconds into 32-bit halves exactly (beyond 2^53), as the OTel serializer does. */
+function writeHrTime(writer: Writer, time: HrTime): void {
+  const seconds = time[0];
+  const nanos = time[1];
+  const lowSeconds = seconds & 0xffff;
+  const highSeconds = (seconds / 0x10000) >>> 0;
+  const fromLow = lowSeconds * 1e9;
+  const fromHigh = highSeconds * 1e9;
+  const lowSum = (fromLow >>> 0) + (((fromHigh & 0xffff) * 0x10000) >>> 0) + nanos;
+  const high = (Math.floor(fromLow / TWO_32) + ((fromHigh / 0x10000) >>> 0) + Math.floor(lowSum / TWO_32)) >>> 0;
+  writer.fixed64(lowSum >>> 0, high);
+}
+
+/** An int64 varint of an integer in [-2^63, 2^63). */
+function writeInt64(writer: Writer, value: number): void {
+  if (value >= 0 && value < TWO_32) {
+    writer.varint(value);
+    return;
+  }
+  const magnitude = Math.abs(value);
+  let low = magnitude % TWO_32;
+  let high = (magnitude - low) / TWO_32;
+  if (value < 0) {
+    // Two's complement of the 64-bit magnitude.
+    low = ~low >>> 0;
+    high = ~high >>> 0;
+    low = (low + 1) >>> 0;
+    if (low === 0) high = (high + 1) >>> 0;
+  }
+  writer.varint64(low >>> 0, high >>> 0);
+}
+
+/**
+ * An AnyValue's content (no tag or length of its own): the OTel JS rules, so bodies match what the
+ * exporter sent before: integers in int64 range as int_value, other numbers as double_value, null
+ * (and anything unrepresentable) as an empty AnyValue.
+ */
+function writeAnyValue(writer: Writer, value: unknown): void {
+  switch (typeof value) {
+    case 'string':
+      writer.byte(TAG_STRING);
+      writer.string(value);
+      return;
+    case 'boolean':
+      writer.byte(TAG_BOOL);
+      writer.byte(value ? 1 : 0);
+      return;
+    case 'number':
+      if (Number.isInteger(value) && value >= -INT64_LIMIT && value < INT64_LIMIT) {
+        writer.byte(TAG_INT);
+        writeInt64(writer, value);
+      } else {
+        writer.byte(TAG_DOUBLE);
+        writer.double(value);
+      }
+      return;
+    case 'object': {
+      if (value === null) return;
+      if (Array.isArray(value)) {
+        writer.byte(TAG_ARRAY);
+        const start = writer.begin(1);
+        for (const item of value) {
+          writer.byte(TAG_VALUES);
+          const itemStart = writer.begin(1);
+          writeAnyValue(writer, item);
+          writer.end(itemStart, 1);
+        }
+        writer.end(start, 1);
+        return;
+      }
+      writer.byte(TAG_KVLIST);
+      const start = writer.begin(2);
+      writeKeyValues(writer, value as Record<string, unknown>);
+      writer.end(start, 2);
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+/** `KeyValueList.values` entries of an object, in `for...in` order (the exporter's order). */
+function writeKeyValues(writer: Writer, object: Record<string, unknown>): void {
+  for (const key in object) {
+    writer.byte(TAG_VALUES);
+    const start = writer.begin(1);
+    writer.byte(TAG_KEY);
+    writer.string(key);
+    writer.byte(TAG_VALUE);
+    const valueStart = writer.begin(1);
+    writeAnyValue(writer, object[key]);
+    writer.end(valueStart, 1);
+    writer.end(start, 1);
+  }
+}
+
+/** Repeated KeyValue entries with string values under `tag`. */
+function writeStringAttributes(writer: Writer, tag: number, attributes: Readonly<Record<string, string>>): void {
+  for (const key in attributes) {
+    writer.byte(tag);
+    const start = writer.begin(1);
+    writer.byte(TAG_KEY);
+    writer.string(key);
+    writer.byte(TAG_VALUE);
+    const valueStart = writer.begin(1);
+    writer.byte(TAG_STRING);
+    writer.string(attributes[key]!);
+    writer.end(valueStart, 1);
+    writer.end(start, 1);
+  }
+}
+
+/** Resource attributes of a batch: host, service and, when the source knows them, Kubernetes ones. */
+export function resourceAttributes(meta: BatchMeta, serviceName: string): Record<string, string> {
+  return { 'host.name': meta.host, 'service.name': serviceName };
+}
+
+/** Initial size of an encoder's scratch buffer; it grows (doubling) to the largest batch seen. */
+export const INITIAL_ENCODE_BUFFER_BYTES = 512 * 1024;
+
+/**
+ * Encodes batches. Keeps one scratch buffer across calls (an instance per thread); every result
+ * owns a fresh, exactly sized buffer, so it can be transferred.
+ */
+export class BatchEncoder {
+  private readonly writer = new Writer(INITIAL_ENCODE_BUFFER_BYTES);
+  /** Batch-constant parts, encoded once per batch and copied into every record. */
+  private readonly recordAttributes = new Writer(256);
+
+  constructor(private readonly serviceName: string) {}
+
+  encode(input: EncodeInput): EncodedBatch {
+    const { data, offsets, meta } = input;
+    const count = offsets.length - 1;
+    const writer = this.writer;
+    writer.pos = 0;
+
+    // Resource entry, then scope entry.
+    writer.byte(TAG_RESOURCE);
+    const resourceStart = writer.begin(1);
+    writeStringAttributes(writer, TAG_ATTRIBUTE, resourceAttributes(meta, this.serviceName));
+    writer.end(resourceStart, 1);
+    const resourceEnd = writer.pos;
+    writer.byte(TAG_SCOPE);
+    const scopeStart = writer.begin(1);
+    writer.byte(TAG_NAME);
+    writer.string(SCOPE_NAME);
+    writer.end(scopeStart, 1);
+
+    // Record attributes are the same for every line: encoded once, copied per record.
+    const attributes = this.recordAttributes;
+    attributes.pos = 0;
+    writeStringAttributes(attributes, TAG_RECORD_ATTRIBUTE, {
+      'log.file.path': meta.file,
+      'log.file.name': basename(meta.file),
+    });
+    const attributeBytes = attributes.buf.subarray(0, attributes.pos);
+    const observed = hrTimeFromMs(meta.timestampMs);
+
+    const recordOffsets = new Uint32Array(count + 1);
+    const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const parseJson = meta.format === 'json';
+    for (let i = 0; i < count; i++) {
+      recordOffsets[i] = writer.pos;
+      const start = offsets[i]!;
+      const end = offsets[i + 1]!;
+      writer.byte(TAG_LOG_RECORD);
+      const recordStart = writer.begin(2);
+      // Cheap pre-check (as parseObject's) before paying for a string: only `{...` lines can be records.
+      const object = parseJson && looksLikeObject(data, start, end) ? parseObject(text.toString('utf8', start, end)) : undefined;
+      if (object === undefined) {
+        writer.byte(TAG_TIME);
+        writeHrTime(writer, observed);
+        writer.byte(TAG_BODY);
+        const bodyStart = writer.begin(2);
+        writer.byte(TAG_STRING);
+        this.writeLine(data, text, start, end);
+        writer.end(bodyStart, 2);
+      } else {
+        writer.byte(TAG_TIME);
+        writeHrTime(writer, eventTime(object) ?? observed);
+        const severity = severityOf(object);
+        if (severity !== undefined) {
+          if (severity.severityNumber !== 0) {
+            writer.byte(TAG_SEVERITY_NUMBER);
+            writer.varint(severity.severityNumber);
+          }
+          if (severity.severityText !== '') {
+            writer.byte(TAG_SEVERITY_TEXT);
+            writer.string(severity.severityText);
+          }
+        }
+        writer.byte(TAG_BODY);
+        const bodyStart = writer.begin(2);
+        writer.byte(TAG_KVLIST);
+        const listStart = writer.begin(2);
+        writeKeyValues(writer, object);
+        writer.end(listStart, 2);
+        writer.end(bodyStart, 2);
+      }
+      writer.ensure(attributeBytes.length);
+      writer.buf.set(attributeBytes, writer.pos);
+      writer.pos += attributeBytes.length;
+      writer.byte(TAG_OBSERVED_TIME);
+      writeHrTime(writer, observed);
+      writer.end(recordStart, 2);
+    }
+    recordOffsets[count] = writer.pos;
+    // A fresh buffer of its own (never a pooled Buffer's), so the result can be transferred.
+    const bytes = new Uint8Array(writer.pos);
+    bytes.set(writer.buf.subarray(0, writer.pos));
+    return { bytes, offsets: recordOffsets, resourceEnd };
+  }
+
+  /**
+   * A line as a length-delimited string. Valid UTF-8 (nearly every line) is copied as it is;
+   * anything else is decoded, which replaces invalid sequences with U+FFFD as OTLP strings require.
+   */
+  private writeLine(data: Uint8Array, text: Buffer, start: number, end: number): void {
+    const line = data.subarray(start, end);
+    if (isUtf8(line)) {
+      this.writer.bytes(line);
+      return;
+    }
+    this.writer.string(text.toString('utf8', start, end));
+  }
+}
+
+/** Whether the line's first non-blank byte is `{` (spaces and tabs skipped, as parseObject does). */
+function looksLikeObject(data: Uint8Array, start: number, end: number): boolean {
+  let i = start;
+  while (i < end && (data[i] === 0x20 || data[i] === 0x09)) i++;
+  return i < end && data[i] === 0x7b;
+}
+
+/** Bytes of the `resource_logs` entry that carries `slice`. */
+export function entrySize(slice: EncodedSlice): number {
+  const { batch, from, to } = slice;
+  const scopeLogs = batch.offsets[to]! - batch.offsets[from]! + (batch.offsets[0]! - batch.resourceEnd);
+  const resourceLogs = batch.resourceEnd + 1 + varintSize(scopeLogs) + scopeLogs;
+  return 1 + varintSize(resourceLogs) + resourceLogs;
+}
+
+/**
+ * An `ExportLogsServiceRequest` body carrying `slices`, each as its own `resource_logs` entry: the
+ * main thread's whole share of the encoding, a few header bytes and one copy per slice.
+ */
+export function requestBody(slices: readonly EncodedSlice[]): Uint8Array {
+  let total = 0;
+  for (const slice of slices) total += entrySize(slice);
+  const out = new Uint8Array(total);
+  let pos = 0;
+  const varint = (value: number): void => {
+    while (value >= 0x80) {
+      out[pos++] = (value & 0x7f) | 0x80;
+      value = Math.floor(value / 128);
+    }
+    out[pos++] = value;
+  };
+  for (const { batch, from, to } of slices) {
+    const { bytes, offsets, resourceEnd } = batch;
+    const scopeEnd = offsets[0]!;
+    const recordsStart = offsets[from]!;
+    const recordsEnd = offsets[to]!;
+    const scopeLogs = recordsEnd - recordsStart + (scopeEnd - resourceEnd);
+    const resourceLogs = resourceEnd + 1 + varintSize(scopeLogs) + scopeLogs;
+    out[pos++] = TAG_RESOURCE_LOGS;
+    varint(resourceLogs);
+    out.set(bytes.subarray(0, resourceEnd), pos);
+    pos += resourceEnd;
+    out[pos++] = TAG_SCOPE_LOGS;
+    varint(scopeLogs);
+    out.set(bytes.subarray(resourceEnd, scopeEnd), pos);
+    pos += scopeEnd - resourceEnd;
+    out.set(bytes.subarray(recordsStart, recordsEnd), pos);
+    pos += recordsEnd - recordsStart;
+  }
+  return out;
+}
