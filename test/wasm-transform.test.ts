@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
@@ -7,9 +8,9 @@ import { ConfigReader } from '../src/config/reader.js';
 import type { ConfigProblem } from '../src/errors.js';
 import type { BatchMeta, LineBatch } from '../src/event.js';
 import { Telemetry, type LogRecord } from '../src/telemetry.js';
-import { wasmTransform, type WasmTransformConfig } from '../src/transforms/wasm/index.js';
+import { DEFAULT_HEAP_MEMORY_SIZE, DEFAULT_MAX_OUTPUT_BYTES, wasmTransform, type WasmTransformConfig } from '../src/transforms/wasm/index.js';
 import { JSON_PARSER_WASM, fromBatchLayout, jsonParserFixtures, toBatchLayout } from './support/wasm-fixtures.js';
-import { ECHO_BODY, guestWat, watBytes } from './support/wasm-wat.js';
+import { ECHO_BODY, FULL_GUEST_WAT, guestWat, watBytes } from './support/wasm-wat.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -38,7 +39,9 @@ function setup(overrides: Partial<WasmTransformConfig>): { transform: Transform;
     dropOnError: false,
     rerouteDropped: false,
     poolSize: 2,
-    timeoutSecs: 60,
+    timeoutMs: 60_000,
+    heapMemorySize: DEFAULT_HEAP_MEMORY_SIZE,
+    maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES,
     ...overrides,
   };
   const transform = wasmTransform.build(config, context);
@@ -129,17 +132,33 @@ describe('wasm transform failure policy', () => {
     expect(telemetry.counter('component_discarded_events_total', 'parse')).toBe(1);
   });
 
-  it('terminates a worker stuck in a loop, forwards its batch, and runs the next batch on a fresh worker', async () => {
-    const looping = guestWat(`(if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 76)) (then (loop $forever (br $forever)))) ${ECHO_BODY}`);
-    const { transform, telemetry, logs } = setup({ module: await writePlugin(looping), poolSize: 1, timeoutSecs: 2 });
+  it('terminates a worker stuck in a loop, retries the batch line by line, and fails only the poison line', async () => {
+    // 'L' loops forever; 'l' is rewritten to 'ok', so the retried lines show they really ran.
+    const looping = guestWat(`
+      (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 76)) (then (loop $forever (br $forever))))
+      (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 108)) (then (call $emit (i32.const 512) (i32.const 2)) (return (i32.const 0))))
+      ${ECHO_BODY}`, { extra: '(data (i32.const 512) "ok")' });
+    const { transform, telemetry, logs } = setup({ module: await writePlugin(looping), poolSize: 1, timeoutMs: 2000 });
     await transform.start();
-    const stuck = await transform.process(batchOf(['before', 'L loops', 'after']));
-    expect(texts(stuck.out)).toEqual(['before', 'L loops', 'after']);
-    expect(telemetry.counter('wasm_line_failures_total_timeout', 'parse')).toBe(3);
+    const stuck = await transform.process(batchOf(['l before', 'L loops', 'l after']));
+    expect(texts(stuck.out)).toEqual(['ok', 'L loops', 'ok']);
+    expect(telemetry.counter('wasm_line_failures_total_timeout', 'parse')).toBe(1);
+    expect(telemetry.counter('component_errors_total', 'parse')).toBe(1);
+    expect(telemetry.counter('wasm_batch_retries_total', 'parse')).toBe(1);
     expect(logs.filter((l) => l.event === 'wasm_worker_failed')).toHaveLength(1);
-    const next = await transform.process(batchOf(['{"fresh":true}', 'x']));
-    expect(texts(next.out)).toEqual(['{"fresh":true}', 'x']);
-    expect(telemetry.counter('component_errors_total', 'parse')).toBe(3);
+    expect(logs.find((l) => l.event === 'wasm_plugin_failed')?.message).toContain('line 1');
+    const next = await transform.process(batchOf(['{"fresh":true}', 'l']));
+    expect(texts(next.out)).toEqual(['{"fresh":true}', 'ok']);
+    expect(telemetry.counter('component_errors_total', 'parse')).toBe(1);
+  });
+
+  it('with drop_on_error and reroute_dropped, reroutes only the line that hangs', async () => {
+    const looping = guestWat(`(if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 76)) (then (loop $forever (br $forever)))) ${ECHO_BODY}`);
+    const { transform } = setup({ module: await writePlugin(looping), poolSize: 1, timeoutMs: 2000, dropOnError: true, rerouteDropped: true });
+    await transform.start();
+    const result = await transform.process(batchOf(['a', 'L loops', 'b']));
+    expect(texts(result.out)).toEqual(['a', 'b']);
+    expect(texts(result.dropped)).toEqual(['L loops']);
   });
 });
 
@@ -156,12 +175,14 @@ describe('wasm transform config', () => {
     const { config, problems } = parse({
       module: 'plugins/x.wasm',
       options: { level: 3 },
-      heap_memory_size: 10,
+      heap_memory_size: 1048576,
+      max_output_bytes: 1000,
       artifact_cache: '/tmp',
       drop_on_error: true,
       reroute_dropped: true,
       pool_size: 3,
-      timeout_secs: 5,
+      timeout_ms: 5000,
+      sha256: 'AB'.repeat(32),
     });
     expect(problems).toEqual([]);
     expect(config).toEqual({
@@ -170,22 +191,107 @@ describe('wasm transform config', () => {
       dropOnError: true,
       rerouteDropped: true,
       poolSize: 3,
-      timeoutSecs: 5,
+      timeoutMs: 5000,
+      heapMemorySize: 1048576,
+      maxOutputBytes: 1000,
+      sha256: 'ab'.repeat(32),
     });
   });
 
+  it('reads timeout_secs as the older name of timeout_ms, and refuses both at once', () => {
+    expect(parse({ module: 'm', timeout_secs: 2.5 }).config.timeoutMs).toBe(2500);
+    expect(parse({ module: 'm', timeout_secs: 2, timeout_ms: 100 }).problems).toEqual([
+      'transforms.parse: "timeout_secs" and "timeout_ms" both set; keep "timeout_ms"',
+    ]);
+  });
+
   it('reports every bad option in one pass', () => {
-    const { problems } = parse({ module: 7, options: 'x', pool_size: 0, drop_on_error: 'yes', modul: 'typo' });
+    const { problems } = parse({ module: 7, options: 'x', pool_size: 0, drop_on_error: 'yes', modul: 'typo', sha256: 'abc', heap_memory_size: 10 });
     expect(problems).toEqual([
       'transforms.parse: invalid value for "module": expected a string, actual: 7',
       'transforms.parse: invalid value for "options": expected a table, actual: "x"',
+      'transforms.parse: invalid value for "sha256": expected 64 hex digits, actual: "abc"',
       'transforms.parse: invalid value for "drop_on_error": expected true or false, actual: "yes"',
       'transforms.parse: invalid value for "pool_size": expected a number >= 1, actual: 0',
+      'transforms.parse: invalid value for "heap_memory_size": expected a number >= 65536, actual: 10',
       'transforms.parse: unknown key "modul"',
     ]);
   });
 
   it('requires module', () => {
     expect(parse({}).problems).toEqual(['transforms.parse: missing required key "module"']);
+  });
+});
+
+describe('wasm transform limits and optional exports, in real workers', () => {
+  it('hands options to init in every worker and uses process_batch', async () => {
+    const { transform, telemetry } = setup({ module: await writePlugin(FULL_GUEST_WAT), options: { tier: 'pro' }, poolSize: 2 });
+    await transform.start();
+    const results = await Promise.all([1, 2, 3, 4].map(() => transform.process(batchOf(['P', 'M', 'D', 'x']))));
+    for (const result of results) expect(texts(result.out)).toEqual(['{"tier":"pro"}', 'one', 'two', 'x']);
+    expect(telemetry.counter('wasm_plugin_dropped_total', 'parse')).toBe(4);
+  });
+
+  it('refuses at start a plugin whose init rejects the options', async () => {
+    const { transform } = setup({ module: await writePlugin(FULL_GUEST_WAT), options: { long: 'x'.repeat(200) } });
+    await expect(transform.start()).rejects.toMatchObject({ code: 'LOGWASM_PLUGIN_ABI', message: expect.stringContaining('options too long') });
+  });
+
+  it('fails only the poison line of a batch whose process_batch traps', async () => {
+    const { transform, telemetry } = setup({ module: await writePlugin(FULL_GUEST_WAT), poolSize: 1 });
+    await transform.start();
+    const result = await transform.process(batchOf(['a', 'T trap', 'M']));
+    expect(texts(result.out)).toEqual(['a', 'T trap', 'one', 'two']);
+    expect(telemetry.counter('wasm_line_failures_total_trap', 'parse')).toBe(1);
+  });
+
+  it('caps memory at heap_memory_size: a grow past it fails inside the guest, only that line fails', async () => {
+    const grower = guestWat(`
+      (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 71))
+        (then (if (i32.eq (memory.grow (i32.const 40)) (i32.const -1)) (then unreachable))))
+      ${ECHO_BODY}`);
+    const path = await writePlugin(grower);
+    const { transform, telemetry } = setup({ module: path, poolSize: 1, heapMemorySize: 1024 * 1024 });
+    await transform.start();
+    const result = await transform.process(batchOf(['a', 'G grows 2.5 MiB', 'b']));
+    expect(texts(result.out)).toEqual(['a', 'G grows 2.5 MiB', 'b']);
+    // A trap, not memory_limit: the grow itself was refused by the engine.
+    expect(telemetry.counter('wasm_line_failures_total_trap', 'parse')).toBe(1);
+    // The same plugin with room to grow does not fail.
+    const roomy = setup({ module: path, poolSize: 1, heapMemorySize: 8 * 1024 * 1024 });
+    await roomy.transform.start();
+    const fine = await roomy.transform.process(batchOf(['G grows 2.5 MiB']));
+    expect(roomy.telemetry.snapshot()).toEqual({});
+    expect(texts(fine.out)).toEqual(['G grows 2.5 MiB']);
+  });
+
+  it('refuses a module whose initial memory is already past heap_memory_size', async () => {
+    const big = guestWat(ECHO_BODY).replace('(memory (export "memory") 1)', '(memory (export "memory") 20)');
+    const { transform } = setup({ module: await writePlugin(big), heapMemorySize: 1024 * 1024 });
+    await expect(transform.start()).rejects.toMatchObject({ code: 'LOGWASM_PLUGIN_ABI', message: expect.stringContaining('heap_memory_size') });
+  });
+
+  it('fails output past max_output_bytes and invalid UTF-8 in workers, forwarding the originals', async () => {
+    const { transform, telemetry } = setup({ module: await writePlugin(FULL_GUEST_WAT), poolSize: 1, maxOutputBytes: 8 });
+    await transform.start();
+    const result = await transform.process(batchOf(['short', 'longer than eight', 'X']));
+    expect(texts(result.out)).toEqual(['short', 'longer than eight', 'X']);
+    expect(telemetry.counter('wasm_line_failures_total_output_too_large', 'parse')).toBe(1);
+    expect(telemetry.counter('wasm_line_failures_total_bad_utf8', 'parse')).toBe(1);
+  });
+
+  it('pins the module by sha256: a mismatch refuses to start, showing both hashes', async () => {
+    const path = await writePlugin(guestWat(ECHO_BODY));
+    const actual = createHash('sha256').update(readFileSync(path)).digest('hex');
+    const wrong = '0'.repeat(64);
+    const refused = setup({ module: path, sha256: wrong });
+    const error = await refused.transform.start().then(
+      () => undefined,
+      (e: unknown) => e as { code: string; message: string },
+    );
+    expect(error?.code).toBe('LOGWASM_PLUGIN_ABI');
+    expect(error?.message).toContain(actual);
+    expect(error?.message).toContain(wrong);
+    await expect(setup({ module: path, sha256: actual }).transform.start()).resolves.toBeUndefined();
   });
 });

@@ -40,12 +40,13 @@ export function pluginLinesFailed(
   );
 }
 
-export function workerFailed(telemetry: Telemetry, component: string, lines: number, reason: 'timeout' | 'worker_failed', error: unknown, policy: FailurePolicy): void {
-  telemetry.count(COMPONENT_ERRORS_TOTAL, component, lines);
-  telemetry.count(WASM_LINE_FAILURES_PREFIX + reason, component, lines);
-  if (policy === 'dropped') telemetry.count(COMPONENT_DISCARDED_EVENTS_TOTAL, component, lines);
+/** Batches whose worker hung or died and that were retried line by line. */
+export const WASM_BATCH_RETRIES_TOTAL = 'wasm_batch_retries_total';
+
+export function batchRetried(telemetry: Telemetry, component: string, lines: number, reason: 'timeout' | 'worker_failed', error: unknown): void {
+  telemetry.count(WASM_BATCH_RETRIES_TOTAL, component, 1);
   const what = reason === 'timeout' ? 'did not finish in time; its worker was terminated' : 'was lost with its worker';
-  telemetry.logLimited('error', 'wasm_worker_failed', `a batch of ${lines} lines ${what} (${String(error)}); originals ${policy}`, component);
+  telemetry.logLimited('error', 'wasm_worker_failed', `a batch of ${lines} lines ${what} (${String(error)}); retrying it one line at a time`, component);
 }
 
 export function pluginDropped(telemetry: Telemetry, component: string, dropped: number): void {

@@ -6,8 +6,10 @@
  * Failure policy: a line the plugin fails on (trap, error status, bad output) is forwarded
  * unchanged, counted and logged; `drop_on_error = true` drops it instead, and with
  * `reroute_dropped = true` it goes to the `ID.dropped` output. A batch whose worker dies or hangs
- * past `timeout_secs` is handled the same way, line by line; piscina starts a fresh worker.
+ * past `timeout_ms` has its worker replaced and is retried once, one line per task, so that only
+ * the poison line goes to the failure policy.
  */
+import { createHash } from 'node:crypto';
 import { access, readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
@@ -16,11 +18,13 @@ import { Piscina } from 'piscina';
 import type { ComponentContext, Transform, TransformResult, TransformType } from '../../components.js';
 import type { ConfigReader } from '../../config/reader.js';
 import { isTable, show, type ConfigTable } from '../../config/reader.js';
-import { PluginLoadError } from '../../errors.js';
+import { PluginAbiError, PluginLoadError } from '../../errors.js';
 import { lineCount, type LineBatch } from '../../event.js';
-import { instantiatePlugin, validateModule } from '../../wasm-memory/abi.js';
+import { validateModule } from '../../wasm-memory/abi.js';
+import { capMemory } from '../../wasm-memory/limits.js';
+import { DEFAULT_MAX_OUTPUT_BYTES, PluginRunner, type BatchOutcome, type LineFailure } from '../../wasm-memory/runner.js';
 import { compileModule, type WasmModule } from '../../wasm-memory/wasm-api.js';
-import { pluginDropped, pluginLinesFailed, workerFailed, type FailurePolicy } from './events.js';
+import { batchRetried, pluginDropped, pluginLinesFailed, type FailurePolicy } from './events.js';
 import type { WorkerInit, WorkerResult, WorkerTask } from './protocol.js';
 
 /** `drop_on_error`: forward a failed line unchanged (false) or drop it (true). Default: lose nothing. */
@@ -30,21 +34,35 @@ export const DEFAULT_REROUTE_DROPPED = false;
 /** `pool_size`: worker threads, each with its own plugin instance. Default: one per available core. */
 export const DEFAULT_POOL_SIZE = availableParallelism();
 /**
- * `timeout_secs`: a batch not done this long after it was handed to the pool (queueing included)
- * has its worker terminated, and its lines are handled as failures. Guards against plugins that
- * loop forever.
+ * `timeout_ms`: a batch not done this long after it was handed to the pool (queueing included)
+ * has its worker terminated and is retried once, one line per task with the same limit each, to
+ * find the line that hangs. Guards against plugins that loop forever. `timeout_secs` (this
+ * transform's earlier name) is still read, in seconds.
  */
-export const DEFAULT_TIMEOUT_SECS = 60;
+export const DEFAULT_TIMEOUT_MS = 60_000;
+/**
+ * `heap_memory_size` (the name of Vector's removed wasm transform): bytes of linear memory one
+ * plugin instance may use. The module's declared memory maximum is lowered to it, so a plugin
+ * that grows past it fails its call (a trap, or `memory_limit`) and the line goes to the failure
+ * policy. 64 MiB: json_parser needs about 8 MiB for a 1 MiB line.
+ */
+export const DEFAULT_HEAP_MEMORY_SIZE = 64 * 1024 * 1024;
+/** `max_output_bytes`: the most bytes a plugin may emit for one line; see runner.ts. */
+export { DEFAULT_MAX_OUTPUT_BYTES };
 
 export interface WasmTransformConfig {
   /** `module`: path of the `.wasm` file, relative to the working directory. */
   module: string;
-  /** `options`: a table for the plugin; stored, not yet passed (ABI v1 has no configure call). */
+  /** `options`: a table handed to the plugin's `init` export as JSON, once per instance. */
   options: ConfigTable;
   dropOnError: boolean;
   rerouteDropped: boolean;
   poolSize: number;
-  timeoutSecs: number;
+  timeoutMs: number;
+  heapMemorySize: number;
+  maxOutputBytes: number;
+  /** `sha256`: lowercase hex digest the module file must have; unset means unpinned. */
+  sha256?: string;
 }
 
 export const wasmTransform: TransformType<WasmTransformConfig> = {
@@ -56,16 +74,30 @@ export const wasmTransform: TransformType<WasmTransformConfig> = {
     if (rawOptions !== undefined && !isTable(rawOptions)) {
       reader.problem(`invalid value for "options": expected a table, actual: ${show(rawOptions)}`);
     }
-    // Vector's wasm transform had these; they tune its runtime and mean nothing here.
-    reader.accept('heap_memory_size', 'artifact_cache');
-    return {
+    // Vector's wasm transform had this; it tunes a compile cache that V8 does not need here.
+    reader.accept('artifact_cache');
+    const timeoutSecs = reader.number('timeout_secs', undefined, { min: 0.001 });
+    let timeoutMs = reader.number('timeout_ms', DEFAULT_TIMEOUT_MS, { integer: true, min: 1 });
+    if (timeoutSecs !== undefined) {
+      if (reader.has('timeout_ms')) reader.problem('"timeout_secs" and "timeout_ms" both set; keep "timeout_ms"');
+      else timeoutMs = Math.ceil(timeoutSecs * 1000);
+    }
+    const sha256 = reader.string('sha256');
+    if (sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(sha256)) {
+      reader.problem(`invalid value for "sha256": expected 64 hex digits, actual: ${show(sha256)}`);
+    }
+    const config: WasmTransformConfig = {
       module,
       options: isTable(rawOptions) ? rawOptions : {},
       dropOnError: reader.boolean('drop_on_error', DEFAULT_DROP_ON_ERROR),
       rerouteDropped: reader.boolean('reroute_dropped', DEFAULT_REROUTE_DROPPED),
       poolSize: reader.number('pool_size', DEFAULT_POOL_SIZE, { integer: true, min: 1, max: 1024 }),
-      timeoutSecs: reader.number('timeout_secs', DEFAULT_TIMEOUT_SECS, { min: 0.001 }),
+      timeoutMs,
+      heapMemorySize: reader.number('heap_memory_size', DEFAULT_HEAP_MEMORY_SIZE, { integer: true, min: 65536 }),
+      maxOutputBytes: reader.number('max_output_bytes', DEFAULT_MAX_OUTPUT_BYTES, { integer: true, min: 1 }),
     };
+    if (sha256 !== undefined) config.sha256 = sha256.toLowerCase();
+    return config;
   },
   build(config: WasmTransformConfig, context: ComponentContext): Transform {
     return new WasmTransform(config, context);
@@ -85,25 +117,53 @@ export function workerFile(): string {
   return `${path.slice(0, at)}/dist/${path.slice(at + marker.length)}`;
 }
 
-/** Reads, compiles and checks a plugin: refuses with PluginLoadError or PluginAbiError. */
-export async function loadPlugin(path: string, label: string): Promise<WasmModule> {
+/** How `loadPlugin` checks and limits a module. */
+export interface LoadOptions {
+  /** Expected lowercase hex sha256 of the file; a mismatch refuses the module. */
+  sha256?: string;
+  /** Caps the module's memory maximum; see DEFAULT_HEAP_MEMORY_SIZE. */
+  heapMemorySize?: number;
+  /** JSON for `init`, called once here so that a refusal fails at start. */
+  initOptions?: string;
+}
+
+/** A module ready for the pool. */
+export interface LoadedPlugin {
+  module: WasmModule;
+  /** sha256 of the file as read (before the memory cap is applied), lowercase hex. */
+  sha256: string;
+  size: number;
+}
+
+/**
+ * Reads, pins, limits, compiles and checks a plugin: refuses with PluginLoadError (unreadable,
+ * not wasm) or PluginAbiError (hash mismatch, ABI, `init` refusal), both before any line flows.
+ */
+export async function loadPlugin(path: string, label: string, options: LoadOptions = {}): Promise<LoadedPlugin> {
   let bytes: Uint8Array;
   try {
     bytes = await readFile(path);
   } catch (error) {
     throw new PluginLoadError(`${label}: cannot read module "${path}": ${String(error)}`, { cause: error });
   }
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  if (options.sha256 !== undefined && options.sha256.toLowerCase() !== sha256) {
+    throw new PluginAbiError(`${label}: module "${path}" has sha256 ${sha256}, but the config pins sha256 = "${options.sha256.toLowerCase()}"`);
+  }
   let module: WasmModule;
   try {
-    module = await compileModule(bytes);
+    const limited = options.heapMemorySize === undefined ? bytes : capMemory(bytes, options.heapMemorySize, label);
+    module = await compileModule(limited);
   } catch (error) {
+    if (error instanceof PluginAbiError) throw error;
     throw new PluginLoadError(`${label}: "${path}" is not a valid WebAssembly module: ${String(error)}`, { cause: error });
   }
   validateModule(module, label);
-  // Arity and the result area need an instance: check one here so a bad plugin fails at start,
-  // on the main thread, with its coded error, instead of in every worker.
-  instantiatePlugin(module, label);
-  return module;
+  // Arity, the result area and `init` need an instance: run one here so a bad plugin fails at
+  // start, on the main thread, with its coded error, instead of in every worker.
+  const runner = new PluginRunner(module, { label, initOptions: options.initOptions ?? '{}' });
+  runner.close();
+  return { module, sha256, size: bytes.byteLength };
 }
 
 class WasmTransform implements Transform {
@@ -118,14 +178,26 @@ class WasmTransform implements Transform {
   }
 
   async start(): Promise<void> {
-    const module = await loadPlugin(resolve(this.config.module), this.label);
+    const initOptions = JSON.stringify(this.config.options);
+    const { module } = await loadPlugin(resolve(this.config.module), this.label, {
+      heapMemorySize: this.config.heapMemorySize,
+      initOptions,
+      ...(this.config.sha256 === undefined ? {} : { sha256: this.config.sha256 }),
+    });
     const filename = workerFile();
     try {
       await access(filename);
     } catch (error) {
       throw new PluginLoadError(`${this.label}: worker script "${filename}" is missing (run npm run build)`, { cause: error });
     }
-    const workerData: WorkerInit = { module, dropOnError: this.config.dropOnError, label: this.label };
+    const workerData: WorkerInit = {
+      module,
+      dropOnError: this.config.dropOnError,
+      label: this.label,
+      initOptions,
+      maxOutputBytes: this.config.maxOutputBytes,
+      heapMemorySize: this.config.heapMemorySize,
+    };
     this.pool = new Piscina({
       filename,
       minThreads: this.config.poolSize,
@@ -153,15 +225,13 @@ class WasmTransform implements Transform {
 
     let result: WorkerResult;
     try {
-      result = (await pool.run(task, {
-        transferList: transferList as ArrayBuffer[],
-        signal: AbortSignal.timeout(this.config.timeoutSecs * 1000),
-      })) as WorkerResult;
+      result = await this.run(pool, task, transferList as ArrayBuffer[]);
     } catch (error) {
+      // The worker hung past timeout_ms (piscina terminated it) or died. Retry once, one line
+      // per task, on workers started after it, so that only the poison line fails.
       const reason = isAbort(error) ? 'timeout' : 'worker_failed';
-      workerFailed(this.context.telemetry, this.context.id, count, reason, error, policy);
-      if (!this.config.dropOnError) return { out: { ...original, meta } };
-      return { out: null, dropped: this.config.rerouteDropped ? { ...original, meta: batch.meta } : null };
+      batchRetried(this.context.telemetry, this.context.id, count, reason, error);
+      result = await this.isolate(pool, original, count, reason);
     }
 
     if (result.dropped > 0) pluginDropped(this.context.telemetry, this.context.id, result.dropped);
@@ -171,6 +241,48 @@ class WasmTransform implements Transform {
     return { out, dropped: pick(original, result.failures.map((f) => f.index), batch.meta) };
   }
 
+  private async run(pool: Piscina, task: WorkerTask, transferList: ArrayBuffer[]): Promise<WorkerResult> {
+    return (await pool.run(task, { transferList, signal: AbortSignal.timeout(this.config.timeoutMs) })) as WorkerResult;
+  }
+
+  /**
+   * Runs the lines of a batch one task each, in order, and merges the outcomes as if the batch
+   * had run at once. A line whose task fails again is a `timeout`/`worker_failed` failure.
+   */
+  private async isolate(
+    pool: Piscina,
+    original: { data: Uint8Array; offsets: Uint32Array },
+    count: number,
+    reason: 'timeout' | 'worker_failed',
+  ): Promise<BatchOutcome> {
+    const outcomes: BatchOutcome[] = [];
+    const failures: LineFailure[] = [];
+    let dropped = 0;
+    let firstError: string | undefined;
+    for (let index = 0; index < count; index++) {
+      const line = original.data.slice(original.offsets[index]!, original.offsets[index + 1]!);
+      const task: WorkerTask = { data: line, offsets: Uint32Array.of(0, line.byteLength), perLine: true };
+      let outcome: BatchOutcome;
+      try {
+        outcome = await this.run(pool, task, [task.data.buffer as ArrayBuffer, task.offsets.buffer as ArrayBuffer]);
+      } catch (error) {
+        const code = isAbort(error) ? 'timeout' : 'worker_failed';
+        const what = code === 'timeout' ? `did not finish in ${this.config.timeoutMs} ms` : `killed its worker (${String(error)})`;
+        firstError ??= `${this.label}: line ${index} ${what} when retried alone after the batch's ${reason}`;
+        const kept = this.config.dropOnError ? new Uint8Array(0) : original.data.subarray(original.offsets[index]!, original.offsets[index + 1]!);
+        outcome = { data: kept, offsets: kept.byteLength === 0 && this.config.dropOnError ? Uint32Array.of(0) : Uint32Array.of(0, kept.byteLength), failures: [{ index: 0, code }], dropped: 0 };
+      }
+      dropped += outcome.dropped;
+      firstError ??= outcome.firstError;
+      for (const failure of outcome.failures) failures.push({ index, code: failure.code });
+      outcomes.push(outcome);
+    }
+    const merged = concatOutcomes(outcomes);
+    const result: BatchOutcome = { ...merged, failures, dropped };
+    if (firstError !== undefined) result.firstError = firstError;
+    return result;
+  }
+
   async stop(): Promise<void> {
     const pool = this.pool;
     this.pool = undefined;
@@ -178,6 +290,26 @@ class WasmTransform implements Transform {
     await pool.close();
     await pool.destroy();
   }
+}
+
+/** The records of several outcomes, in order, as one batch layout. */
+function concatOutcomes(outcomes: readonly BatchOutcome[]): { data: Uint8Array; offsets: Uint32Array } {
+  let bytes = 0;
+  let records = 0;
+  for (const o of outcomes) {
+    bytes += o.data.byteLength;
+    records += o.offsets.length - 1;
+  }
+  const data = new Uint8Array(bytes);
+  const offsets = new Uint32Array(records + 1);
+  let at = 0;
+  let record = 0;
+  for (const o of outcomes) {
+    data.set(o.data, at);
+    for (let i = 1; i < o.offsets.length; i++) offsets[++record] = at + o.offsets[i]!;
+    at += o.data.byteLength;
+  }
+  return { data, offsets };
 }
 
 /** `view` itself when it spans its whole (non-shared) buffer, else a copy that does. */

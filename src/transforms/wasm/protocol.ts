@@ -12,12 +12,18 @@ export interface WorkerInit {
   dropOnError: boolean;
   /** `transforms.ID`, for messages. */
   label: string;
+  /** The transform's `options` as JSON, for the plugin's `init`. */
+  initOptions: string;
+  maxOutputBytes: number;
+  heapMemorySize: number;
 }
 
 /** One task: a batch's lines, whose buffers are transferred to the worker. */
 export interface WorkerTask {
   data: Uint8Array;
   offsets: Uint32Array;
+  /** One `process_log` call per line even when the plugin has `process_batch` (isolation retries). */
+  perLine?: boolean;
 }
 
 export type WorkerResult = BatchOutcome;
