@@ -2,11 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { Delivery, type DeliveryOptions, type SendOutcome } from '../src/sinks/opentelemetry/batching.js';
 import { pollUntil, settledFlag } from './support/poll.js';
 
-/** A send function the test answers by hand: each call waits for `answer()`. */
+/** A send function the test answers by hand: each call waits for `answer()`. Segments are arrays of records. */
 function manualSend() {
   const calls: { records: number[]; answer: (outcome: SendOutcome) => void }[] = [];
-  const send = (records: number[]) =>
-    new Promise<SendOutcome>((resolve) => calls.push({ records: [...records], answer: resolve }));
+  const send = (segments: number[][]) =>
+    new Promise<SendOutcome>((resolve) => calls.push({ records: segments.flat(), answer: resolve }));
   return { calls, send };
 }
 

@@ -4,7 +4,9 @@
  * with exponential backoff and jitter, and resolves each `write()` only when every one of its
  * records was accepted (or given up on, and reported through `DeliveryEvents`).
  *
- * It knows nothing of OTLP: `send` is any function that tries one request and says how it went.
+ * It knows nothing of OTLP: records travel in segments (an array of records, or a run of an
+ * encoded batch) that `SegmentOps` can count and cut, and `send` is any function that tries one
+ * request made of segments and says how it went. Nothing is done per record.
  * `write()` waits before queueing when `maxPending` records are already queued: that is the
  * backpressure a source feels, and nothing is ever dropped because a queue is full.
  */
@@ -16,8 +18,21 @@ export type SendOutcome =
   /** Permanent: the receiver refused these records; retrying would not help. */
   | { status: 'rejected'; reason: string };
 
-/** Tries to deliver one request. Must not reject. */
-export type Send<R> = (records: R[]) => Promise<SendOutcome>;
+/** Tries to deliver one request: the segments in order. Must not reject. */
+export type Send<S> = (segments: S[]) => Promise<SendOutcome>;
+
+/** How the engine counts and cuts segments of records. */
+export interface SegmentOps<S> {
+  count(segment: S): number;
+  /** Records `[from, to)` of `segment`, as a segment. */
+  slice(segment: S, from: number, to: number): S;
+}
+
+/** Segments that are plain arrays of records. */
+export const ARRAY_SEGMENTS: SegmentOps<readonly unknown[]> = {
+  count: (segment) => segment.length,
+  slice: (segment, from, to) => segment.slice(from, to),
+};
 
 export interface RetryPolicy {
   /** Attempts after the first one; `Infinity` retries until stopped. */
@@ -56,9 +71,22 @@ interface Ticket {
   resolve: () => void;
 }
 
-interface Request<R> {
-  records: R[];
-  owners: Ticket[];
+/** `count` records of one write. */
+interface Share {
+  ticket: Ticket;
+  count: number;
+}
+
+interface Buffered<S> {
+  segment: S;
+  count: number;
+  ticket: Ticket;
+}
+
+interface Request<S> {
+  segments: S[];
+  count: number;
+  owners: Share[];
   attempts: number;
   timer?: NodeJS.Timeout;
   abandoned: boolean;
@@ -69,12 +97,22 @@ interface SpaceWaiter {
   admit: (reserved: boolean) => void;
 }
 
-export class Delivery<R> {
-  private buffer: R[] = [];
-  private bufferOwners: Ticket[] = [];
+/** A write admitted to the queue whose segment is still being produced (encoded). */
+interface Arrival<S> {
+  count: number;
+  segment: S | undefined;
+  ready: boolean;
+  ticket: Ticket;
+}
+
+export class Delivery<S> {
+  private buffer: Buffered<S>[] = [];
+  private bufferCount = 0;
+  /** Admitted writes in admission order; they enter `buffer` in this order once produced. */
+  private readonly arrivals: Arrival<S>[] = [];
   private batchTimer: NodeJS.Timeout | undefined;
-  private readonly ready: Request<R>[] = [];
-  private readonly inFlight = new Set<Request<R>>();
+  private readonly ready: Request<S>[] = [];
+  private readonly inFlight = new Set<Request<S>>();
   private readonly waiters: SpaceWaiter[] = [];
   private readonly idleWaiters: (() => void)[] = [];
   private pendingCount = 0;
@@ -83,9 +121,10 @@ export class Delivery<R> {
   private readonly random: () => number;
 
   constructor(
-    private readonly send: Send<R>,
+    private readonly send: Send<S>,
     private readonly options: DeliveryOptions,
     private readonly events: DeliveryEvents,
+    private readonly ops: SegmentOps<S> = ARRAY_SEGMENTS as unknown as SegmentOps<S>,
   ) {
     this.random = options.random ?? Math.random;
   }
@@ -95,31 +134,76 @@ export class Delivery<R> {
     return this.pendingCount;
   }
 
-  /** Resolves when every record is delivered or given up on. Never rejects. */
-  async write(records: R[]): Promise<void> {
-    if (records.length === 0) return;
+  /** Resolves when every record of `segment` is delivered or given up on. Never rejects. */
+  write(segment: S): Promise<void> {
+    return this.writeLater(this.ops.count(segment), () => segment);
+  }
+
+  /**
+   * Like `write()`, for a segment that costs something to make: `produce` runs only once the
+   * `count` records have room in the queue (so backpressure holds before the work is done), and
+   * segments enter the queue in the order their writes were admitted, whatever order they are
+   * produced in. `produce` should not reject; if it does, the records are reported as rejected.
+   */
+  async writeLater(count: number, produce: () => S | Promise<S>): Promise<void> {
+    if (count === 0) return;
     if (this.stopped) {
-      this.events.undelivered(records.length, 'written after the sink stopped');
+      this.events.undelivered(count, 'written after the sink stopped');
       return;
     }
-    // The records' place in the queue is reserved here (counted in `pending`) before they are buffered.
-    const reserved = await this.reserve(records.length);
+    // The records' place in the queue is reserved here (counted in `pending`) before they are made.
+    const reserved = await this.reserve(count);
     if (!reserved || this.stopped) {
-      if (reserved) this.pendingCount -= records.length;
-      this.events.undelivered(records.length, 'written after the sink stopped');
+      if (reserved) this.pendingCount -= count;
+      this.events.undelivered(count, 'written after the sink stopped');
       return;
     }
     await new Promise<void>((resolve) => {
-      const ticket: Ticket = { remaining: records.length, resolve };
-      for (const record of records) {
-        this.buffer.push(record);
-        this.bufferOwners.push(ticket);
+      const arrival: Arrival<S> = { count, segment: undefined, ready: false, ticket: { remaining: count, resolve } };
+      this.arrivals.push(arrival);
+      let made: Promise<S>;
+      try {
+        made = Promise.resolve(produce());
+      } catch (error) {
+        made = Promise.reject(error);
       }
-      while (this.buffer.length >= this.options.maxEvents) this.cut(this.options.maxEvents);
-      if (this.stopping) this.cut(this.buffer.length);
-      this.armBatchTimer();
-      this.pump();
+      made.then(
+        (segment) => {
+          arrival.segment = segment;
+          arrival.ready = true;
+          this.admitArrivals();
+        },
+        (error: unknown) => {
+          arrival.ready = true;
+          this.events.rejected(count, `could not encode: ${describe(error)}`);
+          this.admitArrivals();
+        },
+      );
     });
+  }
+
+  /** Moves produced segments, in admission order, into the buffer and cuts full requests. */
+  private admitArrivals(): void {
+    while (this.arrivals.length > 0 && this.arrivals[0]!.ready) {
+      const arrival = this.arrivals.shift()!;
+      if (arrival.segment === undefined) {
+        // Production failed (already reported): release its records.
+        this.release([{ ticket: arrival.ticket, count: arrival.count }]);
+        continue;
+      }
+      if (this.stopped) {
+        // Abandoned while being produced.
+        this.events.undelivered(arrival.count, 'the sink stopped before they were delivered');
+        this.release([{ ticket: arrival.ticket, count: arrival.count }]);
+        continue;
+      }
+      this.buffer.push({ segment: arrival.segment, count: arrival.count, ticket: arrival.ticket });
+      this.bufferCount += arrival.count;
+    }
+    while (this.bufferCount >= this.options.maxEvents) this.cut(this.options.maxEvents);
+    if (this.stopping) this.cut(this.bufferCount);
+    this.armBatchTimer();
+    this.pump();
   }
 
   /**
@@ -128,7 +212,7 @@ export class Delivery<R> {
    */
   async stop(deadlineMs?: number): Promise<void> {
     this.stopping = true;
-    this.cut(this.buffer.length);
+    this.cut(this.bufferCount);
     this.armBatchTimer();
     this.pump();
     const idle = new Promise<void>((resolve) => {
@@ -172,15 +256,36 @@ export class Delivery<R> {
     }
   }
 
+  /** Takes the first `count` buffered records (cutting a segment if needed) as one request. */
   private cut(count: number): void {
-    if (count <= 0) return;
-    const records = this.buffer.splice(0, count);
-    const owners = this.bufferOwners.splice(0, count);
-    this.ready.push({ records, owners, attempts: 0, abandoned: false });
+    if (count <= 0 || this.bufferCount === 0) return;
+    const segments: S[] = [];
+    const owners: Share[] = [];
+    let taken = 0;
+    let used = 0;
+    while (taken < count && used < this.buffer.length) {
+      const entry = this.buffer[used]!;
+      const want = count - taken;
+      if (entry.count <= want) {
+        segments.push(entry.segment);
+        owners.push({ ticket: entry.ticket, count: entry.count });
+        taken += entry.count;
+        used++;
+      } else {
+        segments.push(this.ops.slice(entry.segment, 0, want));
+        owners.push({ ticket: entry.ticket, count: want });
+        entry.segment = this.ops.slice(entry.segment, want, entry.count);
+        entry.count -= want;
+        taken += want;
+      }
+    }
+    this.buffer.splice(0, used);
+    this.bufferCount -= taken;
+    this.ready.push({ segments, count: taken, owners, attempts: 0, abandoned: false });
   }
 
   private armBatchTimer(): void {
-    if (this.buffer.length === 0) {
+    if (this.bufferCount === 0) {
       if (this.batchTimer !== undefined) clearTimeout(this.batchTimer);
       this.batchTimer = undefined;
       return;
@@ -189,7 +294,7 @@ export class Delivery<R> {
     // Not unref'd: a pending partial batch must keep the process alive until it is sent.
     this.batchTimer = setTimeout(() => {
       this.batchTimer = undefined;
-      this.cut(this.buffer.length);
+      this.cut(this.bufferCount);
       this.pump();
     }, this.options.batchTimeoutMs);
   }
@@ -202,11 +307,11 @@ export class Delivery<R> {
     }
   }
 
-  private attempt(request: Request<R>): void {
+  private attempt(request: Request<S>): void {
     request.attempts++;
     let outcome: Promise<SendOutcome>;
     try {
-      outcome = this.send(request.records);
+      outcome = this.send(request.segments);
     } catch (error) {
       outcome = Promise.resolve({ status: 'retry', reason: describe(error) });
     }
@@ -216,9 +321,9 @@ export class Delivery<R> {
     );
   }
 
-  private settle(request: Request<R>, outcome: SendOutcome): void {
+  private settle(request: Request<S>, outcome: SendOutcome): void {
     if (request.abandoned) return;
-    const count = request.records.length;
+    const count = request.count;
     if (outcome.status === 'sent') {
       this.events.sent(count);
       this.finish(request);
@@ -251,18 +356,18 @@ export class Delivery<R> {
     return Math.min(maxBackoffMs, Math.round(base * (0.5 + this.random())));
   }
 
-  private finish(request: Request<R>): void {
+  private finish(request: Request<S>): void {
     this.inFlight.delete(request);
     this.release(request.owners);
     this.pump();
   }
 
-  private release(owners: Ticket[]): void {
-    for (const ticket of owners) {
-      ticket.remaining--;
+  private release(owners: readonly Share[]): void {
+    for (const { ticket, count } of owners) {
+      ticket.remaining -= count;
+      this.pendingCount -= count;
       if (ticket.remaining === 0) ticket.resolve();
     }
-    this.pendingCount -= owners.length;
     this.admitWaiters();
     if (this.isIdle()) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
@@ -280,15 +385,18 @@ export class Delivery<R> {
     for (const request of requests) {
       request.abandoned = true;
       if (request.timer !== undefined) clearTimeout(request.timer);
-      this.events.undelivered(request.records.length, reason);
+      this.events.undelivered(request.count, reason);
       this.release(request.owners);
     }
-    if (this.buffer.length > 0) {
-      const owners = this.bufferOwners.splice(0);
+    if (this.bufferCount > 0) {
+      const owners = this.buffer.map((entry) => ({ ticket: entry.ticket, count: entry.count }));
+      const count = this.bufferCount;
       this.buffer = [];
-      this.events.undelivered(owners.length, reason);
+      this.bufferCount = 0;
+      this.events.undelivered(count, reason);
       this.release(owners);
     }
+    // Writes still being produced are released as they arrive (admitArrivals sees `stopped`).
     // Writes still waiting for space are turned away: they report themselves as undelivered.
     for (const waiter of this.waiters.splice(0)) waiter.admit(false);
   }

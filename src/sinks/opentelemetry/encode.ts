@@ -13,9 +13,16 @@
  * concatenation of such entries.
  */
 import { isUtf8 } from 'node:buffer';
-import { basename } from 'node:path';
 import type { BatchMeta } from '../../event.js';
-import { eventTime, hrTimeFromMs, parseObject, severityOf, type HrTime } from './mapping.js';
+import {
+  eventTime,
+  hrTimeFromMs,
+  parseObject,
+  recordAttributes,
+  resourceAttributes,
+  severityOf,
+  type HrTime,
+} from './mapping.js';
 
 /** Name of the instrumentation scope of every record. */
 export const SCOPE_NAME = 'logwasm';
@@ -344,11 +351,6 @@ function writeStringAttributes(writer: Writer, tag: number, attributes: Readonly
   }
 }
 
-/** Resource attributes of a batch: host, service and, when the source knows them, Kubernetes ones. */
-export function resourceAttributes(meta: BatchMeta, serviceName: string): Record<string, string> {
-  return { 'host.name': meta.host, 'service.name': serviceName };
-}
-
 /** Initial size of an encoder's scratch buffer; it grows (doubling) to the largest batch seen. */
 export const INITIAL_ENCODE_BUFFER_BYTES = 512 * 1024;
 
@@ -384,10 +386,7 @@ export class BatchEncoder {
     // Record attributes are the same for every line: encoded once, copied per record.
     const attributes = this.recordAttributes;
     attributes.pos = 0;
-    writeStringAttributes(attributes, TAG_RECORD_ATTRIBUTE, {
-      'log.file.path': meta.file,
-      'log.file.name': basename(meta.file),
-    });
+    writeStringAttributes(attributes, TAG_RECORD_ATTRIBUTE, recordAttributes(meta));
     const attributeBytes = attributes.buf.subarray(0, attributes.pos);
     const observed = hrTimeFromMs(meta.timestampMs);
 

@@ -76,3 +76,16 @@ export function otlpSinkDisabled(telemetry: Telemetry, component: string): void 
     component,
   );
 }
+
+/** Batches encoded on the main thread because the encoding pool could not (see pool.ts). */
+export const MAIN_THREAD_ENCODED_BATCHES = 'otlp_main_thread_encoded_batches_total';
+
+export function otlpEncodedOnMainThread(telemetry: Telemetry, component: string, reason: string, detail: string): void {
+  telemetry.count(MAIN_THREAD_ENCODED_BATCHES, component);
+  telemetry.logLimited(
+    reason === 'worker_missing' ? 'warn' : 'error',
+    'otlp_encoded_on_main_thread',
+    `Encoding OTLP on the main thread (slower) because ${reason === 'worker_missing' ? 'the encoding worker is unavailable' : 'the encoding worker failed'}: ${detail}.`,
+    component,
+  );
+}

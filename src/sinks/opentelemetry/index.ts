@@ -1,18 +1,26 @@
 /**
  * `type = "opentelemetry"`: sends every line as an OTLP log record over OTLP/HTTP, protobuf or
- * JSON, through the official OpenTelemetry JS exporters. Durability is ours: records are batched
- * by `Delivery`, retried without limit by default, and a `write()` resolves only once the
- * collector accepted all of its records. User docs: docs/sinks/opentelemetry.md.
+ * JSON. Durability is ours: records are batched by `Delivery`, retried without limit by default,
+ * and a `write()` resolves only once the collector accepted all of its records. User docs:
+ * docs/sinks/opentelemetry.md.
+ *
+ * Protobuf (the default) is encoded by our own encoder (encode.ts) in a worker pool (pool.ts),
+ * one `ResourceLogs` per batch; the main thread only joins encoded bytes into request bodies and
+ * hands them to the OpenTelemetry HTTP export delegate, which owns headers, compression, timeouts
+ * and its quick retries. JSON goes through the OpenTelemetry JSON exporter from mapped records.
  */
 import { OTLPLogExporter as JsonLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
-import { OTLPLogExporter as ProtobufLogExporter } from '@opentelemetry/exporter-logs-otlp-proto';
+import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
+import { ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
 import type { ReadableLogRecord } from '@opentelemetry/sdk-logs';
 import type { ComponentContext, Sink, SinkType } from '../../components.js';
 import type { ConfigReader } from '../../config/reader.js';
 import type { LineBatch } from '../../event.js';
 import type { Telemetry } from '../../telemetry.js';
-import { Delivery, type Send, type SendOutcome } from './batching.js';
+import { ARRAY_SEGMENTS, Delivery, type SegmentOps, type Send, type SendOutcome } from './batching.js';
+import { requestBody, sliceCount, type EncodedSlice } from './encode.js';
 import {
+  otlpEncodedOnMainThread,
   otlpEventsReceived,
   otlpEventsSent,
   otlpRecordsRejected,
@@ -21,6 +29,7 @@ import {
   otlpSinkDisabled,
 } from './events.js';
 import { RecordMapper } from './mapping.js';
+import { EncodePool } from './pool.js';
 
 export const OTLP_CODECS = ['protobuf', 'json'] as const;
 export type OtlpCodec = (typeof OTLP_CODECS)[number];
@@ -210,12 +219,13 @@ export function withLogsPath(endpoint: string): string {
   return url.toString();
 }
 
-type ExporterConfig = NonNullable<ConstructorParameters<typeof ProtobufLogExporter>[0]>;
-type ExportCallback = Parameters<ProtobufLogExporter['export']>[1];
+type ExporterConfig = NonNullable<ConstructorParameters<typeof JsonLogExporter>[0]>;
+type ExportCallback = Parameters<JsonLogExporter['export']>[1];
 type ExportResult = Parameters<ExportCallback>[0];
 
-interface LogExporter {
-  export(records: ReadableLogRecord[], callback: ExportCallback): void;
+/** What both transports offer: one export attempt per call, and a shutdown that waits for them. */
+interface Exporter<Q> {
+  export(request: Q, callback: ExportCallback): void;
   shutdown(): Promise<void>;
 }
 
@@ -239,8 +249,8 @@ export function classifyExportResult(result: ExportResult): SendOutcome {
   return { status: 'retry', reason: message };
 }
 
-function createExporter(config: OpentelemetrySinkConfig): LogExporter {
-  const options: ExporterConfig = {
+function exporterOptions(config: OpentelemetrySinkConfig): ExporterConfig {
+  return {
     url: config.endpoint,
     headers: { ...config.headers },
     timeoutMillis: Math.round(config.requestTimeoutSecs * 1000),
@@ -248,26 +258,113 @@ function createExporter(config: OpentelemetrySinkConfig): LogExporter {
     concurrencyLimit: config.concurrency * 2 + 1,
     compression: config.compression as ExporterConfig['compression'],
   };
-  return config.codec === 'json' ? new JsonLogExporter(options) : new ProtobufLogExporter(options);
 }
 
-function exporterSend(exporter: LogExporter): Send<ReadableLogRecord> {
-  return (records) =>
+/** A protobuf request as the export delegate sees it: the encoded slices it carries. */
+interface EncodedRequest {
+  slices: EncodedSlice[];
+  count: number;
+}
+
+/**
+ * The OpenTelemetry OTLP/HTTP export delegate (what the protobuf exporter itself is built on),
+ * with a serializer that joins our pre-encoded slices instead of serializing records: the
+ * transport, its headers, compression, timeout and quick retries are the exporter's own.
+ */
+function createProtobufExporter(config: OpentelemetrySinkConfig): Exporter<EncodedRequest> {
+  const options = convertLegacyHttpOptions(exporterOptions(config), 'LOGS', 'v1/logs', {
+    'Content-Type': 'application/x-protobuf',
+  });
+  const serializer = {
+    serializeRequest: (request: EncodedRequest): Uint8Array => requestBody(request.slices),
+    deserializeResponse: (data: Uint8Array) => ProtobufLogsSerializer.deserializeResponse(data),
+  };
+  return createOtlpHttpExportDelegate(
+    options,
+    serializer,
+    'otlp_http_log_exporter',
+    { name: 'log', countItems: (request: EncodedRequest) => request.count },
+    undefined,
+  );
+}
+
+/** One attempt through the exporter per call, its result classified. */
+function exporterSend<S, Q>(exporter: Exporter<Q>, request: (segments: S[]) => Q): Send<S> {
+  return (segments) =>
     new Promise<SendOutcome>((resolve) => {
       try {
-        exporter.export(records, (result) => resolve(classifyExportResult(result)));
+        exporter.export(request(segments), (result) => resolve(classifyExportResult(result)));
       } catch (error) {
         resolve({ status: 'retry', reason: error instanceof Error ? error.message : String(error) });
       }
     });
 }
 
+/** Encoded slices are cut without copying: a slice of a slice is a narrower record range. */
+const SLICE_SEGMENTS: SegmentOps<EncodedSlice> = {
+  count: sliceCount,
+  slice: (segment, from, to) => ({ batch: segment.batch, from: segment.from + from, to: segment.from + to }),
+};
+
+/** One codec's whole path: how a batch becomes a segment, and how segments reach the collector. */
+interface Channel {
+  delivery: Delivery<unknown>;
+  start(): Promise<void>;
+  enqueue(batch: LineBatch, count: number): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+function protobufChannel(sink: OpentelemetrySink, config: OpentelemetrySinkConfig): Channel {
+  const exporter = createProtobufExporter(config);
+  const pool = new EncodePool({
+    serviceName: config.serviceName,
+    onFallback: (reason, detail) => otlpEncodedOnMainThread(sink.telemetry, sink.id, reason, detail),
+  });
+  const delivery = new Delivery<EncodedSlice>(
+    exporterSend(exporter, (slices: EncodedSlice[]) => ({ slices, count: countSlices(slices) })),
+    sink.deliveryOptions(),
+    sink.deliveryEvents(),
+    SLICE_SEGMENTS,
+  );
+  return {
+    delivery: delivery as Delivery<unknown>,
+    start: () => pool.start(),
+    enqueue: (batch, count) =>
+      delivery.writeLater(count, async () => ({ batch: await pool.encode(batch), from: 0, to: count })),
+    shutdown: async () => {
+      await pool.close();
+      await exporter.shutdown();
+    },
+  };
+}
+
+function countSlices(slices: readonly EncodedSlice[]): number {
+  let count = 0;
+  for (const slice of slices) count += slice.to - slice.from;
+  return count;
+}
+
+function jsonChannel(sink: OpentelemetrySink, config: OpentelemetrySinkConfig): Channel {
+  const exporter = new JsonLogExporter(exporterOptions(config));
+  const mapper = new RecordMapper(config.serviceName);
+  const delivery = new Delivery<ReadableLogRecord[]>(
+    exporterSend(exporter, (segments: ReadableLogRecord[][]) => segments.flat()),
+    sink.deliveryOptions(),
+    sink.deliveryEvents(),
+    ARRAY_SEGMENTS as SegmentOps<ReadableLogRecord[]>,
+  );
+  return {
+    delivery: delivery as Delivery<unknown>,
+    start: async () => undefined,
+    enqueue: (batch) => delivery.write(mapper.map(batch)),
+    shutdown: () => exporter.shutdown(),
+  };
+}
+
 export class OpentelemetrySink implements Sink {
-  private readonly id: string;
-  private readonly telemetry: Telemetry;
-  private readonly mapper: RecordMapper;
-  private readonly exporter: LogExporter | undefined;
-  private readonly delivery: Delivery<ReadableLogRecord> | undefined;
+  readonly id: string;
+  readonly telemetry: Telemetry;
+  private readonly channel: Channel | undefined;
 
   constructor(
     readonly config: OpentelemetrySinkConfig,
@@ -275,43 +372,49 @@ export class OpentelemetrySink implements Sink {
   ) {
     this.id = context.id;
     this.telemetry = context.telemetry;
-    this.mapper = new RecordMapper(config.serviceName);
     if (config.endpoint === '') return;
-    this.exporter = createExporter(config);
+    this.channel = config.codec === 'json' ? jsonChannel(this, config) : protobufChannel(this, config);
+  }
+
+  /** @internal The delivery engine's limits, from the config. */
+  deliveryOptions(): ConstructorParameters<typeof Delivery>[1] {
+    const { config } = this;
+    return {
+      maxEvents: config.batchMaxEvents,
+      batchTimeoutMs: config.batchTimeoutSecs * 1000,
+      maxInFlight: config.concurrency,
+      // Enough to fill every in-flight slot and one more request: deeper queues add no throughput.
+      maxPending: config.batchMaxEvents * (config.concurrency + 1),
+      retry: {
+        maxRetries: config.retryAttempts,
+        initialBackoffMs: config.retryInitialBackoffSecs * 1000,
+        maxBackoffMs: config.retryMaxDurationSecs * 1000,
+      },
+    };
+  }
+
+  /** @internal What the delivery engine reports, as this sink's counters and logs. */
+  deliveryEvents(): ConstructorParameters<typeof Delivery>[2] {
     const { id, telemetry } = this;
-    this.delivery = new Delivery(
-      exporterSend(this.exporter),
-      {
-        maxEvents: config.batchMaxEvents,
-        batchTimeoutMs: config.batchTimeoutSecs * 1000,
-        maxInFlight: config.concurrency,
-        // Enough to fill every in-flight slot and one more request: deeper queues add no throughput.
-        maxPending: config.batchMaxEvents * (config.concurrency + 1),
-        retry: {
-          maxRetries: config.retryAttempts,
-          initialBackoffMs: config.retryInitialBackoffSecs * 1000,
-          maxBackoffMs: config.retryMaxDurationSecs * 1000,
-        },
-      },
-      {
-        sent: (count) => otlpEventsSent(telemetry, id, count),
-        attemptFailed: (count, reason, attempt, delayMs) =>
-          otlpSendFailed(telemetry, id, count, reason, attempt, delayMs),
-        rejected: (count, reason) => otlpRecordsRejected(telemetry, id, count, reason),
-        undelivered: (count, reason) => otlpRecordsUndelivered(telemetry, id, count, reason),
-      },
-    );
+    return {
+      sent: (count) => otlpEventsSent(telemetry, id, count),
+      attemptFailed: (count, reason, attempt, delayMs) => otlpSendFailed(telemetry, id, count, reason, attempt, delayMs),
+      rejected: (count, reason) => otlpRecordsRejected(telemetry, id, count, reason),
+      undelivered: (count, reason) => otlpRecordsUndelivered(telemetry, id, count, reason),
+    };
   }
 
   async start(): Promise<void> {
-    if (this.delivery === undefined) otlpSinkDisabled(this.telemetry, this.id);
+    if (this.channel === undefined) otlpSinkDisabled(this.telemetry, this.id);
+    else await this.channel.start();
   }
 
+  /** Takes ownership of `batch`: with protobuf, its buffers are transferred to an encoding thread. */
   async write(batch: LineBatch): Promise<void> {
     const count = batch.offsets.length - 1;
     otlpEventsReceived(this.telemetry, this.id, count);
-    if (this.delivery === undefined || count === 0) return;
-    await this.delivery.write(this.mapper.map(batch));
+    if (this.channel === undefined || count === 0) return;
+    await this.channel.enqueue(batch, count);
   }
 
   /**
@@ -319,12 +422,13 @@ export class OpentelemetrySink implements Sink {
    * With `deadlineMs`, gives up after that many ms: what is left is counted as undelivered.
    */
   async stop(deadlineMs?: number): Promise<void> {
-    if (this.delivery === undefined || this.exporter === undefined) return;
+    const channel = this.channel;
+    if (channel === undefined) return;
     const started = Date.now();
-    await this.delivery.stop(deadlineMs);
+    await channel.delivery.stop(deadlineMs);
     // shutdown() waits for the exporter's in-flight requests; after a deadline, do not wait for
     // the ones we abandoned.
-    const shutdown = this.exporter.shutdown().catch(() => undefined);
+    const shutdown = channel.shutdown().catch(() => undefined);
     if (deadlineMs === undefined) {
       await shutdown;
       return;
@@ -337,6 +441,6 @@ export class OpentelemetrySink implements Sink {
 
   /** Records queued and not yet accepted by the collector. */
   get pending(): number {
-    return this.delivery?.pending ?? 0;
+    return this.channel?.delivery.pending ?? 0;
   }
 }

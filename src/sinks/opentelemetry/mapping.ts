@@ -6,7 +6,7 @@ import { basename } from 'node:path';
 import type { AnyValueMap, LogAttributes } from '@opentelemetry/api-logs';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import type { ReadableLogRecord } from '@opentelemetry/sdk-logs';
-import type { LineBatch } from '../../event.js';
+import type { BatchMeta, LineBatch } from '../../event.js';
 
 /** Instrumentation scope of every record; one object, since the exporter groups by identity. */
 export const INSTRUMENTATION_SCOPE: ReadableLogRecord['instrumentationScope'] = Object.freeze({ name: 'logwasm' });
@@ -19,17 +19,39 @@ export const SEVERITY_FIELDS = ['level', 'severity'] as const;
 /** Seconds and nanoseconds since the Unix epoch, as OpenTelemetry JS keeps times. */
 export type HrTime = [number, number];
 
+/** Resource attributes of a batch: host, service and, when the source knows them, Kubernetes ones. */
+export function resourceAttributes(meta: BatchMeta, serviceName: string): Record<string, string> {
+  const attributes: Record<string, string> = { 'host.name': meta.host, 'service.name': serviceName };
+  const k8s = meta.kubernetes;
+  if (k8s !== undefined) {
+    attributes['k8s.namespace.name'] = k8s.pod_namespace;
+    attributes['k8s.pod.name'] = k8s.pod_name;
+    attributes['k8s.pod.uid'] = k8s.pod_uid;
+    attributes['k8s.container.name'] = k8s.container_name;
+  }
+  return attributes;
+}
+
+/** Attributes every record of a batch shares: the file it came from and, when known, its stream. */
+export function recordAttributes(meta: BatchMeta): Record<string, string> {
+  const attributes: Record<string, string> = { 'log.file.path': meta.file, 'log.file.name': basename(meta.file) };
+  if (meta.stream !== undefined) attributes['log.iostream'] = meta.stream;
+  return attributes;
+}
+
 export class RecordMapper {
-  /** The exporter groups records by resource object identity: one object per host. */
+  /** The exporter groups records by resource object identity: one object per distinct resource. */
   private readonly resources = new Map<string, Resource>();
 
   constructor(private readonly serviceName: string) {}
 
-  resourceFor(host: string): Resource {
-    let resource = this.resources.get(host);
+  resourceFor(meta: BatchMeta): Resource {
+    const attributes = resourceAttributes(meta, this.serviceName);
+    const key = JSON.stringify(attributes);
+    let resource = this.resources.get(key);
     if (resource === undefined) {
-      resource = resourceFromAttributes({ 'host.name': host, 'service.name': this.serviceName });
-      this.resources.set(host, resource);
+      resource = resourceFromAttributes(attributes);
+      this.resources.set(key, resource);
     }
     return resource;
   }
@@ -38,9 +60,9 @@ export class RecordMapper {
   map(batch: LineBatch): ReadableLogRecord[] {
     const { meta, data, offsets } = batch;
     const count = offsets.length - 1;
-    const resource = this.resourceFor(meta.host);
+    const resource = this.resourceFor(meta);
     // One attributes object shared by every record of the batch: the serializers only read it.
-    const attributes: LogAttributes = { 'log.file.path': meta.file, 'log.file.name': basename(meta.file) };
+    const attributes: LogAttributes = recordAttributes(meta);
     const observed = hrTimeFromMs(meta.timestampMs);
     const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const parseJson = meta.format === 'json';

@@ -1,0 +1,113 @@
+/**
+ * The opentelemetry sink's encoding pool: piscina worker threads that turn batches into OTLP
+ * protobuf (encode.ts), so the main thread only joins encoded bytes into request bodies.
+ *
+ * A batch's buffers are transferred to the worker (the sink owns the batch: after `encode()` the
+ * caller's views are detached) and the encoded bytes are transferred back. If the worker script is
+ * missing (running from src/ without `npm run build`), or an encoding fails in the worker, the
+ * batch is encoded on the main thread instead: slower, never lost. Only a worker that dies while
+ * holding a batch (out of memory) loses that batch; the promise then rejects and the sink counts
+ * the records as rejected.
+ */
+import { access } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { LineBatch } from '../../event.js';
+import { BatchEncoder, type EncodedBatch } from './encode.js';
+import type { EncodeTask, EncodeWorkerInit, EncodeWorkerResult } from './protocol.js';
+
+/**
+ * Encoding threads of one sink. One is enough: encoding costs about 2 µs per record, so one
+ * thread keeps up with ~500k records/s, above the pipeline's target, and every extra thread
+ * competes with the wasm transform's workers for the same cores (benchmarks/micro-otlp.js).
+ */
+export const DEFAULT_ENCODE_THREADS = 1;
+
+/** Why a batch was encoded on the main thread instead of a worker. */
+export type FallbackReason = 'worker_missing' | 'worker_failed';
+
+export interface EncodePoolOptions {
+  serviceName: string;
+  threads?: number;
+  /** Told whenever a batch is encoded on the main thread, with the worker's message if any. */
+  onFallback?: (reason: FallbackReason, detail: string) => void;
+}
+
+/**
+ * The compiled worker. Under vitest this file runs from src/ as TypeScript, but worker threads
+ * need JavaScript: map src/ onto the compiled dist/ (`npm run build` first), as the wasm
+ * transform does.
+ */
+export function encodeWorkerFile(): string {
+  const path = fileURLToPath(new URL('./worker.js', import.meta.url));
+  const marker = `${'/'}src${'/'}`;
+  const at = path.lastIndexOf(marker);
+  if (at === -1 || !import.meta.url.endsWith('.ts')) return path;
+  return `${path.slice(0, at)}/dist/${path.slice(at + marker.length)}`;
+}
+
+export class EncodePool {
+  private pool: Piscina | undefined;
+  private readonly local: BatchEncoder;
+  private started: Promise<void> | undefined;
+  /** Set when the worker script is missing: why every batch is encoded inline. */
+  private missing: string | undefined;
+
+  constructor(private readonly options: EncodePoolOptions) {
+    this.local = new BatchEncoder(options.serviceName);
+  }
+
+  /** Starts the worker threads; without a worker script, every batch is encoded inline. */
+  start(): Promise<void> {
+    this.started ??= this.open();
+    return this.started;
+  }
+
+  /** Whether batches go to worker threads (false before start() or without a worker script). */
+  get threaded(): boolean {
+    return this.pool !== undefined;
+  }
+
+  private async open(): Promise<void> {
+    const filename = encodeWorkerFile();
+    try {
+      await access(filename);
+    } catch {
+      this.missing = `worker script "${filename}" is missing (run npm run build)`;
+      return;
+    }
+    const threads = this.options.threads ?? DEFAULT_ENCODE_THREADS;
+    const workerData: EncodeWorkerInit = { serviceName: this.options.serviceName };
+    this.pool = new Piscina({ filename, minThreads: threads, maxThreads: threads, idleTimeout: Infinity, workerData });
+  }
+
+  /** Encodes `batch`, taking ownership of its buffers. */
+  async encode(batch: LineBatch): Promise<EncodedBatch> {
+    await this.start();
+    const pool = this.pool;
+    if (pool === undefined) {
+      if (this.missing !== undefined) this.options.onFallback?.('worker_missing', this.missing);
+      return this.local.encode(batch);
+    }
+    const task: EncodeTask = { data: ownedView(batch.data), offsets: ownedView(batch.offsets), meta: batch.meta };
+    const transferList = task.data.buffer === task.offsets.buffer ? [task.data.buffer] : [task.data.buffer, task.offsets.buffer];
+    const result = (await pool.run(task, { transferList: transferList as ArrayBuffer[] })) as EncodeWorkerResult;
+    if (result.status === 'encoded') return { bytes: result.bytes, offsets: result.offsets, resourceEnd: result.resourceEnd };
+    this.options.onFallback?.('worker_failed', result.message);
+    return this.local.encode({ data: result.data, offsets: result.offsets, meta: batch.meta });
+  }
+
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    if (pool === undefined) return;
+    await pool.close();
+    await pool.destroy();
+  }
+}
+
+/** `view` itself when it spans its whole (non-shared) buffer, else a copy that does. */
+function ownedView<T extends Uint8Array | Uint32Array>(view: T): T {
+  const whole = view.byteOffset === 0 && view.byteLength === view.buffer.byteLength && view.buffer instanceof ArrayBuffer;
+  return whole ? view : (view.slice() as T);
+}

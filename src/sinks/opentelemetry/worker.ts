@@ -1,0 +1,32 @@
+/**
+ * A worker of the opentelemetry sink's encoding pool: encodes whole batches to OTLP protobuf
+ * (encode.ts). The batch's buffers arrive transferred and the encoded bytes go back transferred.
+ * Outcomes are plain data: an encoding that throws hands the input back untouched, so the main
+ * thread can still deliver it (nothing typed crosses the thread, and nothing is lost here).
+ */
+import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
+import { BatchEncoder } from './encode.js';
+import type { EncodeTask, EncodeWorkerInit, EncodeWorkerResult } from './protocol.js';
+
+const init = workerData as EncodeWorkerInit;
+const encoder = new BatchEncoder(init.serviceName);
+
+export default function encodeBatch(task: EncodeTask): unknown {
+  let result: EncodeWorkerResult;
+  let transfer: ArrayBufferLike[];
+  try {
+    const encoded = encoder.encode(task);
+    result = { status: 'encoded', bytes: encoded.bytes, offsets: encoded.offsets, resourceEnd: encoded.resourceEnd };
+    transfer = [encoded.bytes.buffer, encoded.offsets.buffer];
+  } catch (error) {
+    result = {
+      status: 'failed',
+      message: error instanceof Error ? error.message : String(error),
+      data: task.data,
+      offsets: task.offsets,
+    };
+    transfer = task.data.buffer === task.offsets.buffer ? [task.data.buffer] : [task.data.buffer, task.offsets.buffer];
+  }
+  // piscina transfers (instead of copying) only what `move` marked.
+  return move({ [transferableSymbol]: transfer, [valueSymbol]: result } as unknown as ArrayBuffer);
+}
