@@ -3,11 +3,12 @@ import { blackholeSink } from './sinks/blackhole.js';
 import { consoleSink } from './sinks/console.js';
 import { opentelemetrySink } from './sinks/opentelemetry/index.js';
 import { fileSource } from './sources/file/index.js';
+import { kubernetesLogsSource } from './sources/kubernetes_logs/index.js';
 import { wasmTransform } from './transforms/wasm/index.js';
 
 /** Every component type, under the name a config's `type = "..."` uses. */
 export function defaultRegistry(): Registry {
-  const sources: AnySourceType[] = [fileSource as AnySourceType];
+  const sources: AnySourceType[] = [fileSource as AnySourceType, kubernetesLogsSource as AnySourceType];
   const transforms: AnyTransformType[] = [wasmTransform as AnyTransformType];
   const sinks: AnySinkType[] = [opentelemetrySink as AnySinkType, consoleSink as AnySinkType, blackholeSink as AnySinkType];
   return {
