@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig, type LoadedConfig } from './config/load.js';
 import { ConfigError, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, LogwasmError, formatProblem } from './errors.js';
+import { pluginCommand } from './plugin-inspect.js';
 import { defaultRegistry } from './registry.js';
 import { runReplay, runTail } from './run.js';
 import { Telemetry, parseLogLevel, stderrWriter, type LogLevel } from './telemetry.js';
@@ -11,6 +12,7 @@ const USAGE = `Usage:
   logwasm [--config FILE]...              run until SIGTERM/SIGINT, then drain and exit
   logwasm replay [--config FILE]...       read every matched file to its end, deliver it all, exit
   logwasm validate [--config FILE]...     check a config without running it (exit 78 when invalid)
+  logwasm plugin inspect FILE.wasm        print a plugin's exports, imports, ABI version, sha256, SBOM (JSON)
 
 Options:
   -c, --config FILE                       config file (repeatable; default ./vector.toml)
@@ -50,6 +52,9 @@ async function main(argv: string[]): Promise<number> {
   if (values.version) {
     process.stdout.write(`logwasm ${packageVersion()}\n`);
     return EXIT_OK;
+  }
+  if (positionals[0] === 'plugin') {
+    return pluginCommand(positionals.slice(1), (t) => process.stdout.write(t), (t) => process.stderr.write(t));
   }
   const command = positionals[0] ?? 'run';
   if (!['run', 'replay', 'validate'].includes(command) || positionals.length > 1) {

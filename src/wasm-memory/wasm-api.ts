@@ -36,6 +36,7 @@ interface WasmApi {
     new (bytes: Uint8Array): WasmModule;
     imports(module: WasmModule): WasmImportDescriptor[];
     exports(module: WasmModule): WasmExportDescriptor[];
+    customSections(module: WasmModule, name: string): ArrayBuffer[];
   };
   Instance: new (module: WasmModule, imports: Record<string, never>) => WasmInstance;
   Memory: new (descriptor: { initial: number; maximum?: number }) => WasmMemory;
@@ -55,6 +56,11 @@ export function compileModuleSync(bytes: Uint8Array): WasmModule {
 
 export function moduleImports(module: WasmModule): WasmImportDescriptor[] {
   return api.Module.imports(module);
+}
+
+/** Contents of the module's custom sections called `name` (e.g. `producers`). */
+export function moduleCustomSections(module: WasmModule, name: string): ArrayBuffer[] {
+  return api.Module.customSections(module, name);
 }
 
 export function moduleExports(module: WasmModule): WasmExportDescriptor[] {

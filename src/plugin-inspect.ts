@@ -1,0 +1,164 @@
+/**
+ * `logwasm plugin inspect FILE`: what a plugin module is, before anyone runs it. Prints one JSON
+ * document: size, sha256 (the value for the transform's `sha256` pin), exports with arities,
+ * imports, the ABI version and any ABI problems, the `producers` custom section (compiler and
+ * language versions that rustc and others record), and a CycloneDX component fragment for the
+ * module that an SBOM can include as is.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { LogwasmError } from './errors.js';
+import { bindInstance, validateModule } from './wasm-memory/abi.js';
+import {
+  compileModule,
+  instantiate,
+  moduleCustomSections,
+  moduleExports,
+  moduleImports,
+  type WasmExportDescriptor,
+  type WasmImportDescriptor,
+  type WasmModule,
+} from './wasm-memory/wasm-api.js';
+
+/** CycloneDX version of the fragment's schema. */
+export const CYCLONEDX_SPEC_VERSION = '1.5';
+
+export interface PluginReport {
+  file: string;
+  size: number;
+  sha256: string;
+  /** `logwasm_abi_version()` when the module can be instantiated and exports it, else null. */
+  abiVersion: number | null;
+  /** Empty when the module fits logwasm's ABI v1 (docs/plugin-abi.md). */
+  abiProblems: string[];
+  exports: (WasmExportDescriptor & { params?: number })[];
+  imports: WasmImportDescriptor[];
+  /** The `producers` section: field (`language`, `processed-by`, `sdk`) -> `name version` list. */
+  producers: Record<string, string[]>;
+  cyclonedx: CycloneDxFragment;
+}
+
+export interface CycloneDxFragment {
+  bomFormat: 'CycloneDX';
+  specVersion: string;
+  components: {
+    type: 'library';
+    'bom-ref': string;
+    name: string;
+    hashes: { alg: 'SHA-256'; content: string }[];
+    properties: { name: string; value: string }[];
+  }[];
+}
+
+export async function inspectPlugin(path: string): Promise<PluginReport> {
+  const bytes = await readFile(path);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const module = await compileModule(bytes);
+  const imports = moduleImports(module);
+  const abiProblems: string[] = [];
+  let abiVersion: number | null = null;
+  let arities: Record<string, unknown> = {};
+  try {
+    validateModule(module, 'module');
+  } catch (error) {
+    abiProblems.push(stripLabel(error));
+  }
+  if (imports.length === 0) {
+    try {
+      const instance = instantiate(module);
+      arities = instance.exports;
+      const version = instance.exports['logwasm_abi_version'];
+      if (typeof version === 'function') abiVersion = Number((version as () => unknown)());
+      if (abiProblems.length === 0) bindInstance(instance, 'module');
+    } catch (error) {
+      abiProblems.push(stripLabel(error));
+    }
+  }
+  const exports = moduleExports(module).map((e) => {
+    const fn = arities[e.name];
+    return typeof fn === 'function' ? { ...e, params: fn.length } : e;
+  });
+  const producers = readProducers(module);
+  const name = basename(path).replace(/\.wasm$/, '');
+  const properties = [
+    { name: 'logwasm:size', value: String(bytes.byteLength) },
+    { name: 'logwasm:abi_version', value: abiVersion === null ? 'none' : String(abiVersion) },
+    { name: 'logwasm:imports', value: imports.map((i) => `${i.module}.${i.name}`).join(',') },
+  ];
+  for (const [field, values] of Object.entries(producers)) properties.push({ name: `wasm:producers:${field}`, value: values.join(', ') });
+  return {
+    file: path,
+    size: bytes.byteLength,
+    sha256,
+    abiVersion,
+    abiProblems,
+    exports,
+    imports,
+    producers,
+    cyclonedx: {
+      bomFormat: 'CycloneDX',
+      specVersion: CYCLONEDX_SPEC_VERSION,
+      components: [{ type: 'library', 'bom-ref': `wasm:${name}@sha256:${sha256}`, name, hashes: [{ alg: 'SHA-256', content: sha256 }], properties }],
+    },
+  };
+}
+
+/**
+ * `logwasm plugin <subcommand> ...`: returns the exit code. Only `inspect FILE` exists.
+ */
+export async function pluginCommand(args: readonly string[], out: (text: string) => void, err: (text: string) => void): Promise<number> {
+  if (args[0] !== 'inspect' || args.length !== 2) {
+    err('usage: logwasm plugin inspect FILE.wasm\n');
+    return 1;
+  }
+  try {
+    out(`${JSON.stringify(await inspectPlugin(args[1]!), null, 2)}\n`);
+    return 0;
+  } catch (error) {
+    err(`logwasm plugin inspect: ${args[1]!}: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
+}
+
+function stripLabel(error: unknown): string {
+  const message = error instanceof LogwasmError || error instanceof Error ? error.message : String(error);
+  return message.replace(/^module: /, '');
+}
+
+/** Parses the `producers` custom section (tool-conventions/ProducersSection.md). */
+function readProducers(module: WasmModule): Record<string, string[]> {
+  const result: Record<string, string[]> = {};
+  for (const section of moduleCustomSections(module, 'producers')) {
+    const bytes = new Uint8Array(section);
+    let at = 0;
+    const leb = (): number => {
+      let value = 0;
+      let shift = 0;
+      for (;;) {
+        if (at >= bytes.byteLength) throw new RangeError('truncated producers section');
+        const byte = bytes[at++]!;
+        value += (byte & 0x7f) * 2 ** shift;
+        if ((byte & 0x80) === 0) return value;
+        shift += 7;
+      }
+    };
+    const str = (): string => {
+      const len = leb();
+      const text = new TextDecoder().decode(bytes.subarray(at, at + len));
+      at += len;
+      return text;
+    };
+    try {
+      for (let fields = leb(); fields > 0; fields--) {
+        const field = str();
+        const values: string[] = [];
+        for (let n = leb(); n > 0; n--) values.push(`${str()} ${str()}`.trim());
+        result[field] = [...(result[field] ?? []), ...values];
+      }
+    } catch {
+      // A malformed producers section describes nothing; the rest of the report stands.
+    }
+  }
+  return result;
+}
