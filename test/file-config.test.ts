@@ -43,7 +43,15 @@ describe('file source config', () => {
       lineDelimiter: '\n',
       hostKey: 'host',
       fileKey: 'file',
+      offsetKey: undefined,
       dataDir: undefined,
+      fingerprint: { strategy: 'checksum', lines: 1, ignoredHeaderBytes: 0 },
+      ignoreOlderSecs: undefined,
+      removeAfterSecs: undefined,
+      rotateWaitSecs: Number.POSITIVE_INFINITY,
+      oldestFirst: false,
+      multiline: undefined,
+      charset: 'utf-8',
     });
     expect([DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_READ_BYTES, DEFAULT_GLOB_MINIMUM_COOLDOWN_MS]).toEqual([102400, 2048, 1000]);
   });
@@ -61,6 +69,15 @@ describe('file source config', () => {
       host_key: 'hostname',
       file_key: 'path',
       data_dir: 'state',
+      offset_key: 'offset',
+      fingerprint: { strategy: 'checksum', lines: 3, ignored_header_bytes: 10 },
+      ignore_older_secs: 600,
+      remove_after_secs: 5,
+      rotate_wait_secs: 30,
+      oldest_first: true,
+      multiline: { start_pattern: '^[^\\s]', condition_pattern: '^[\\s]+', mode: 'continue_through', timeout_ms: 1000 },
+      encoding: { charset: 'UTF-16LE' },
+      acknowledgements: { enabled: true },
     });
     expect(problems).toEqual([]);
     expect(config).toMatchObject({
@@ -74,7 +91,40 @@ describe('file source config', () => {
       hostKey: 'hostname',
       fileKey: 'path',
       dataDir: path.resolve('state'),
+      offsetKey: 'offset',
+      fingerprint: { strategy: 'checksum', lines: 3, ignoredHeaderBytes: 10 },
+      ignoreOlderSecs: 600,
+      removeAfterSecs: 5,
+      rotateWaitSecs: 30,
+      oldestFirst: true,
+      multiline: { startPattern: /^[^\s]/, conditionPattern: /^[\s]+/, mode: 'continue_through', timeoutMs: 1000 },
+      charset: 'utf-16le',
     });
+    expect(parse({ include: ['x'], fingerprint: { strategy: 'device_and_inode' }, acknowledgements: true }).config.fingerprint).toEqual({
+      strategy: 'device_and_inode',
+    });
+  });
+
+  it.each([
+    [{ fingerprint: { strategy: 'inode' } }, 'invalid value for "fingerprint.strategy": expected one of "checksum", "device_and_inode", actual: "inode"'],
+    [{ fingerprint: { strategy: 'checksum', bytes: 256 } }, 'unsupported option "fingerprint.bytes": deprecated in Vector; use fingerprint.lines'],
+    [{ fingerprint: { strategy: 'device_and_inode', lines: 2 } }, 'invalid option "fingerprint.lines": only used with strategy = "checksum", actual strategy: "device_and_inode"'],
+    [{ fingerprint: { lines: 0 } }, 'invalid value for "fingerprint.lines": expected a number >= 1, actual: 0'],
+    [{ fingerprint: { salt: 1 } }, 'unknown key "fingerprint.salt"'],
+    [{ ignore_not_found: true }, 'unsupported option "ignore_not_found": missing include paths are always ignored'],
+    [{ encoding: { charset: 'shift_jis' } }, 'unsupported value for "encoding.charset": expected one of "utf-8", "utf8", "utf-16le", "utf-16be", "latin1", "iso-8859-1", actual: "shift_jis"'],
+    [{ acknowledgements: false }, 'unsupported value for "acknowledgements": the file source always waits for acknowledgements before checkpointing, actual: false'],
+    [{ acknowledgements: { enabled: false } }, 'unsupported value for "acknowledgements": the file source always waits for acknowledgements before checkpointing, actual: {"enabled":false}'],
+    [{ multiline: { start_pattern: '(', condition_pattern: 'x', mode: 'halt_with', timeout_ms: 5 } }, 'invalid value for "multiline.start_pattern": not a regular expression'],
+    [{ multiline: { start_pattern: 'a', condition_pattern: 'x', mode: 'halt', timeout_ms: 5 } }, 'invalid value for "multiline.mode": expected one of "continue_through", "continue_past", "halt_before", "halt_with", actual: "halt"'],
+    [{ multiline: { start_pattern: 'a', mode: 'halt_with', timeout_ms: 5 } }, 'missing required key "multiline.condition_pattern"'],
+    [{ multiline: { start_pattern: 'a', condition_pattern: 'b', timeout_ms: 1 } }, 'missing required key "multiline.mode"'],
+    [{ rotate_wait_secs: -1 }, 'invalid value for "rotate_wait_secs": expected a number >= 0, actual: -1'],
+    [{ oldest_first: 'yes' }, 'invalid value for "oldest_first": expected true or false, actual: "yes"'],
+  ])('rejects an unsupported option or value at validate time: %j', (table, message) => {
+    const { problems } = parse({ include: ['x'], ...table });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain(`sources.in: ${message}`);
   });
 
   it('reports every bad value in one pass', () => {
@@ -84,11 +134,11 @@ describe('file source config', () => {
     ).toEqual([
       'sources.in: missing required key "include"',
       'sources.in: invalid value for "line_delimiter": expected a non-empty string, actual: ""',
+      'sources.in: unsupported option "start_at_beginning": deprecated in Vector; use read_from',
       'sources.in: invalid value for "exclude": expected an array of strings, actual: "x"',
       'sources.in: invalid value for "read_from": expected one of "beginning", "end", actual: "middle"',
       'sources.in: invalid value for "ignore_checkpoints": expected true or false, actual: "yes"',
       'sources.in: invalid value for "max_line_bytes": expected a number >= 1, actual: 0',
-      'sources.in: unknown key "start_at_beginning"',
     ]);
     expect(parse({ include: [] }).problems).toEqual([
       'sources.in: invalid value for "include": expected at least one path or glob, actual: []',

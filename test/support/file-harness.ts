@@ -9,6 +9,7 @@ import { onTestFinished } from 'vitest';
 import type { RunMode, Source } from '../../src/components.js';
 import type { LineBatch } from '../../src/event.js';
 import {
+  DEFAULT_CHARSET,
   DEFAULT_FILE_KEY,
   DEFAULT_GLOB_MINIMUM_COOLDOWN_MS,
   DEFAULT_HOST_KEY,
@@ -16,10 +17,12 @@ import {
   DEFAULT_LINE_DELIMITER,
   DEFAULT_MAX_LINE_BYTES,
   DEFAULT_MAX_READ_BYTES,
+  DEFAULT_ROTATE_WAIT_SECS,
   fileSource,
   type FileSourceConfig,
   type FileSourceInternals,
 } from '../../src/sources/file/index.js';
+import { DEFAULT_FINGERPRINT } from '../../src/sources/file/fingerprint.js';
 import { Telemetry, type LogRecord } from '../../src/telemetry.js';
 
 export async function fileTempDir(): Promise<string> {
@@ -99,7 +102,15 @@ export function fileConfig(include: string[], overrides: Partial<Omit<FileSource
     lineDelimiter: DEFAULT_LINE_DELIMITER,
     hostKey: DEFAULT_HOST_KEY,
     fileKey: DEFAULT_FILE_KEY,
+    offsetKey: undefined,
     dataDir: undefined,
+    fingerprint: DEFAULT_FINGERPRINT,
+    ignoreOlderSecs: undefined,
+    removeAfterSecs: undefined,
+    rotateWaitSecs: DEFAULT_ROTATE_WAIT_SECS,
+    oldestFirst: false,
+    multiline: undefined,
+    charset: DEFAULT_CHARSET,
     ...overrides,
     internal: { ...DEFAULT_INTERNALS, ...internal },
   };

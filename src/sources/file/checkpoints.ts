@@ -21,6 +21,8 @@ export interface LoadResult {
   checkpoints: Map<string, Checkpoint>;
   /** Set when the file exists but cannot be used; the caller falls back to `read_from`. */
   problem?: string;
+  /** `vector` when the file was written by Vector (its entries were imported). */
+  format?: 'logwasm' | 'vector';
 }
 
 /** `<data_dir>/<source id>/checkpoints.json` */
@@ -38,7 +40,8 @@ export async function loadCheckpoints(file: string): Promise<LoadResult> {
     return { checkpoints: new Map(), problem: `cannot read ${file}: ${(err as Error).message}` };
   }
   try {
-    return { checkpoints: parseCheckpoints(text) };
+    const checkpoints = parseCheckpoints(text);
+    return { checkpoints, format: /"version"\s*:\s*"1"/.test(text) ? 'vector' : 'logwasm' };
   } catch (err) {
     return { checkpoints: new Map(), problem: `corrupt checkpoint file ${file}: ${(err as Error).message}` };
   }
@@ -48,33 +51,78 @@ export function parseCheckpoints(text: string): Map<string, Checkpoint> {
   const doc: unknown = JSON.parse(text);
   if (typeof doc !== 'object' || doc === null) throw new Error('not a JSON object');
   const { version, checkpoints } = doc as { version?: unknown; checkpoints?: unknown };
+  if (version === VECTOR_CHECKPOINTS_VERSION) return parseVectorCheckpoints(text);
   if (version !== CHECKPOINTS_VERSION) throw new Error(`unsupported version ${JSON.stringify(version)}`);
   if (!Array.isArray(checkpoints)) throw new Error('"checkpoints" is not an array');
   const out = new Map<string, Checkpoint>();
   checkpoints.forEach((item: unknown, i) => {
     const entry = item as Record<string, unknown> | null;
-    const fp = entry?.fingerprint as Record<string, unknown> | undefined;
+    const fingerprint = typeof entry === 'object' && entry !== null ? parseFingerprint(entry.fingerprint) : undefined;
     const valid =
-      typeof entry === 'object' &&
-      entry !== null &&
-      typeof fp === 'object' &&
-      fp !== null &&
-      fp.strategy === 'device_and_inode' &&
-      typeof fp.dev === 'string' &&
-      typeof fp.inode === 'string' &&
-      typeof entry.path === 'string' &&
-      Number.isSafeInteger(entry.position) &&
-      (entry.position as number) >= 0 &&
-      typeof entry.modified === 'string' &&
-      !Number.isNaN(Date.parse(entry.modified));
+      fingerprint !== undefined &&
+      typeof entry!.path === 'string' &&
+      Number.isSafeInteger(entry!.position) &&
+      (entry!.position as number) >= 0 &&
+      typeof entry!.modified === 'string' &&
+      !Number.isNaN(Date.parse(entry!.modified));
     if (!valid) throw new Error(`checkpoints[${i}] is malformed`);
-    const fingerprint: Fingerprint = { strategy: 'device_and_inode', dev: fp.dev as string, inode: fp.inode as string };
     out.set(fingerprintKey(fingerprint), {
       fingerprint,
-      path: entry.path as string,
-      position: entry.position as number,
-      modifiedMs: Date.parse(entry.modified as string),
+      path: entry!.path as string,
+      position: entry!.position as number,
+      modifiedMs: Date.parse(entry!.modified as string),
     });
+  });
+  return out;
+}
+
+function parseFingerprint(value: unknown): Fingerprint | undefined {
+  const fp = value as Record<string, unknown> | null | undefined;
+  if (typeof fp !== 'object' || fp === null) return undefined;
+  if (fp.strategy === 'device_and_inode' && isDecimal(fp.dev) && isDecimal(fp.inode)) {
+    return { strategy: 'device_and_inode', dev: fp.dev, inode: fp.inode };
+  }
+  if (fp.strategy === 'checksum' && isDecimal(fp.checksum)) return { strategy: 'checksum', checksum: fp.checksum };
+  return undefined;
+}
+
+function isDecimal(value: unknown): value is string {
+  return typeof value === 'string' && /^\d+$/.test(value);
+}
+
+/** Vector writes `"version": "1"` (a string); ours is the number 1. */
+export const VECTOR_CHECKPOINTS_VERSION = '1';
+
+/**
+ * Reads Vector's own `checkpoints.json` (lib/file-source/src/checkpointer.rs, state version "1"),
+ * which Vector keeps at the same place, `<data_dir>/<source id>/checkpoints.json`. Entries whose
+ * fingerprint is `dev_inode` or `first_lines_checksum` carry over (the latter matches only if
+ * `fingerprint.lines` and `ignored_header_bytes` are as Vector had them); `checksum` (bytes) and
+ * `unknown` are legacy forms logwasm cannot recompute and are skipped. Vector stores no path.
+ */
+export function parseVectorCheckpoints(text: string): Map<string, Checkpoint> {
+  // Fingerprints are u64 JSON numbers: quote long integers before JSON.parse rounds them to doubles.
+  const quoted = text.replace(/([:\[,]\s*)(\d{15,})(?=\s*[,\]}])/g, '$1"$2"');
+  const doc = JSON.parse(quoted) as { checkpoints?: unknown };
+  if (!Array.isArray(doc.checkpoints)) throw new Error('"checkpoints" is not an array');
+  const out = new Map<string, Checkpoint>();
+  doc.checkpoints.forEach((item: unknown, i) => {
+    const entry = item as Record<string, unknown> | null;
+    if (typeof entry !== 'object' || entry === null) throw new Error(`checkpoints[${i}] is malformed`);
+    const position = Number(entry.position);
+    const modifiedMs = typeof entry.modified === 'string' ? Date.parse(entry.modified) : Number.NaN;
+    if (!Number.isSafeInteger(position) || position < 0 || Number.isNaN(modifiedMs)) throw new Error(`checkpoints[${i}] is malformed`);
+    const fp = entry.fingerprint as Record<string, unknown> | null;
+    let fingerprint: Fingerprint | undefined;
+    const devInode = fp?.dev_inode;
+    const lines = fp?.first_lines_checksum ?? fp?.first_line_checksum;
+    if (Array.isArray(devInode) && devInode.length === 2) {
+      fingerprint = { strategy: 'device_and_inode', dev: String(devInode[0]), inode: String(devInode[1]) };
+    } else if (lines !== undefined) {
+      fingerprint = { strategy: 'checksum', checksum: String(lines) };
+    }
+    if (fingerprint === undefined || !isDecimal(fingerprint.strategy === 'checksum' ? fingerprint.checksum : fingerprint.inode)) return;
+    out.set(fingerprintKey(fingerprint), { fingerprint, path: '', position, modifiedMs });
   });
   return out;
 }

@@ -75,3 +75,43 @@ export function emitFailed(t: Telemetry, id: string, file: string, err: unknown)
     id,
   );
 }
+
+export function vectorCheckpointsImported(t: Telemetry, id: string, file: string, entries: number): void {
+  t.count('checkpoints_imported_total', id, entries);
+  t.log('info', 'vector_checkpoints_imported', `Imported ${entries} checkpoint(s) from Vector's ${file}; it will be rewritten in logwasm's format.`, id);
+}
+
+export function fileTooShort(t: Telemetry, id: string, file: string): void {
+  t.count('files_waiting_fingerprint_total', id);
+  t.log('debug', 'file_too_short', `File ${file} is shorter than its fingerprint (fingerprint.lines); waiting for it to grow.`, id);
+}
+
+export function fileDuplicate(t: Telemetry, id: string, file: string, other: string): void {
+  t.count('files_duplicate_fingerprint_total', id);
+  t.logLimited('info', 'file_duplicate', `File ${file} has the same fingerprint (first lines) as ${other}: treated as the same file and not read.`, id);
+}
+
+export function rotateWaitElapsed(t: Telemetry, id: string, file: string, secs: number): void {
+  t.count('files_rotate_wait_elapsed_total', id);
+  t.logLimited('warn', 'rotate_wait_elapsed', `Stopped reading rotated file ${file}: rotate_wait_secs = ${secs} elapsed.`, id);
+}
+
+export function fileRemoved(t: Telemetry, id: string, file: string): void {
+  t.count('files_removed_total', id);
+  t.log('info', 'file_removed', `Removed file ${file}: read to its end and unchanged for remove_after_secs.`, id);
+}
+
+export function fileRemoveFailed(t: Telemetry, id: string, file: string, err: unknown): void {
+  t.count('file_remove_errors_total', id);
+  t.logLimited('error', 'file_remove_failed', `Cannot remove file ${file}, will retry: ${reason(err)}.`, id);
+}
+
+export function fileLostWhileClosed(t: Telemetry, id: string, file: string): void {
+  t.count('files_lost_while_closed_total', id);
+  t.logLimited(
+    'warn',
+    'file_lost_while_closed',
+    `File ${file} was closed while idle (open file limit) and moved out of the matched paths before it could be reopened; lines written after it was closed were not read.`,
+    id,
+  );
+}

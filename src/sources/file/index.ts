@@ -1,17 +1,25 @@
 import os from 'node:os';
 import path from 'node:path';
-import { stat } from 'node:fs/promises';
+import { stat, unlink } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'chokidar';
 import picomatch from 'picomatch';
 import type { Source, SourceContext, SourceType } from '../../components.js';
-import type { ConfigReader } from '../../config/reader.js';
+import { isTable, show, type ConfigReader } from '../../config/reader.js';
 import type { LineBatch } from '../../event.js';
 import { Checkpointer, checkpointsPath, loadCheckpoints } from './checkpoints.js';
 import { Discovery } from './discovery.js';
 import * as events from './events.js';
-import { fingerprintKey, fingerprintOf } from './fingerprint.js';
+import { CHARSET_LABELS, encodeDelimiter, lineToUtf8, parseCharset, type Charset } from './encoding.js';
+import {
+  DEFAULT_FINGERPRINT,
+  DEFAULT_FINGERPRINT_IGNORED_HEADER_BYTES,
+  DEFAULT_FINGERPRINT_LINES,
+  inodeKey,
+  type FingerprintOptions,
+} from './fingerprint.js';
+import { LineAggregator, MULTILINE_MODES, type MultilineConfig } from './multiline.js';
 import type { SplitPiece, SplitResult } from './lines.js';
-import { FileTailer, openFile } from './tailer.js';
+import { FileTailer, openFingerprinted } from './tailer.js';
 
 /** Where to start a file that has no checkpoint and existed at start-up. Vector's default. */
 export const DEFAULT_READ_FROM = 'beginning';
@@ -42,6 +50,20 @@ export const POLL_INTERVAL_MS = 250;
 /** How often changed checkpoints are written. */
 export const CHECKPOINT_INTERVAL_MS = 1000;
 
+/** Vector's default for `rotate_wait_secs` (u64::MAX): a rotated file is kept open until read to its end. */
+export const DEFAULT_ROTATE_WAIT_SECS = Number.POSITIVE_INFINITY;
+/** Vector's default `encoding.charset`: bytes are passed as they are. */
+export const DEFAULT_CHARSET: Charset = 'utf-8';
+/**
+ * Open descriptors at most, over all files of a source. Beyond it, files idle the longest are
+ * closed (their state kept) and reopened by path when they change. Not a Vector option.
+ */
+export const MAX_OPEN_FILES = 512;
+/** A file with no new data for this long is idle: read only on a watch event or a size check. */
+export const IDLE_AFTER_MS = 10_000;
+/** How often an idle file's size, inode and truncation are checked (busy files: every POLL_INTERVAL_MS). */
+export const IDLE_CHECK_MS = 2000;
+
 export interface FileSourceConfig {
   include: string[];
   exclude: string[];
@@ -53,9 +75,21 @@ export interface FileSourceConfig {
   lineDelimiter: string;
   hostKey: string;
   fileKey: string;
+  /** Stored; the event field name is fixed for now (see docs). Undefined: no offset field. */
+  offsetKey: string | undefined;
   /** Per-source override of the global `data_dir`. */
   dataDir: string | undefined;
-  /** Not config keys: knobs for tests and benchmarks (shrink them to hit chunk and batch edges). */
+  fingerprint: FingerprintOptions;
+  /** Files last modified longer ago than this are not read. */
+  ignoreOlderSecs: number | undefined;
+  /** Delete a file this long after it was read to its end with nothing new written. */
+  removeAfterSecs: number | undefined;
+  /** Keep reading a file that left the matched paths for at most this long. */
+  rotateWaitSecs: number;
+  oldestFirst: boolean;
+  multiline: MultilineConfig | undefined;
+  charset: Charset;
+  /** Internal knobs for tests and benchmarks (shrink them to hit chunk and batch edges). */
   internal: FileSourceInternals;
 }
 
@@ -65,6 +99,9 @@ export interface FileSourceInternals {
   maxInFlightBatches: number;
   pollIntervalMs: number;
   checkpointIntervalMs: number;
+  maxOpenFiles: number;
+  idleAfterMs: number;
+  idleCheckMs: number;
 }
 
 export const DEFAULT_INTERNALS: FileSourceInternals = {
@@ -73,6 +110,18 @@ export const DEFAULT_INTERNALS: FileSourceInternals = {
   maxInFlightBatches: MAX_IN_FLIGHT_BATCHES,
   pollIntervalMs: POLL_INTERVAL_MS,
   checkpointIntervalMs: CHECKPOINT_INTERVAL_MS,
+  maxOpenFiles: MAX_OPEN_FILES,
+  idleAfterMs: IDLE_AFTER_MS,
+  idleCheckMs: IDLE_CHECK_MS,
+};
+
+/** Vector options of the file source that logwasm does not implement: naming one is a config error. */
+export const UNSUPPORTED_OPTIONS: Readonly<Record<string, string>> = {
+  ignore_not_found: 'missing include paths are always ignored',
+  start_at_beginning: 'deprecated in Vector; use read_from',
+  internal_metrics: 'per-file metrics are not implemented',
+  framing: 'not a file source option',
+  decoding: 'not a file source option',
 };
 
 export function parseFileSourceConfig(reader: ConfigReader): FileSourceConfig {
@@ -83,6 +132,26 @@ export function parseFileSourceConfig(reader: ConfigReader): FileSourceConfig {
   const lineDelimiter = reader.string('line_delimiter', DEFAULT_LINE_DELIMITER);
   if (lineDelimiter.length === 0) reader.problem('invalid value for "line_delimiter": expected a non-empty string, actual: ""');
   const dataDir = reader.string('data_dir');
+  for (const [key, why] of Object.entries(UNSUPPORTED_OPTIONS)) {
+    if (reader.has(key)) {
+      reader.accept(key);
+      reader.problem(`unsupported option "${key}": ${why}`);
+    }
+  }
+  const acks = reader.raw('acknowledgements');
+  if (acks !== undefined) {
+    const enabled = typeof acks === 'boolean' ? acks : isTable(acks) ? acks.enabled : acks;
+    const extra = isTable(acks) ? Object.keys(acks).filter((k) => k !== 'enabled') : [];
+    if (enabled !== true && enabled !== undefined) {
+      reader.problem(`unsupported value for "acknowledgements": the file source always waits for acknowledgements before checkpointing, actual: ${show(acks)}`);
+    }
+    for (const k of extra) reader.problem(`unknown key "acknowledgements.${k}"`);
+  }
+  const encoding = reader.table('encoding');
+  const charsetLabel = encoding.string('charset', DEFAULT_CHARSET);
+  const charset = parseCharset(charsetLabel);
+  if (charset === undefined) encoding.problem(`unsupported value for "encoding.charset": expected one of ${Object.keys(CHARSET_LABELS).map((c) => `"${c}"`).join(', ')}, actual: ${show(charsetLabel)}`);
+  encoding.finish();
   return {
     include,
     exclude: reader.stringArray('exclude'),
@@ -94,9 +163,64 @@ export function parseFileSourceConfig(reader: ConfigReader): FileSourceConfig {
     lineDelimiter: lineDelimiter.length === 0 ? DEFAULT_LINE_DELIMITER : lineDelimiter,
     hostKey: reader.string('host_key', DEFAULT_HOST_KEY),
     fileKey: reader.string('file_key', DEFAULT_FILE_KEY),
+    offsetKey: reader.string('offset_key'),
     dataDir: dataDir === undefined ? undefined : path.resolve(dataDir),
+    fingerprint: parseFingerprint(reader.table('fingerprint')),
+    ignoreOlderSecs: reader.number('ignore_older_secs', undefined, { integer: true, min: 0 }),
+    removeAfterSecs: reader.number('remove_after_secs', undefined, { integer: true, min: 0 }),
+    rotateWaitSecs: reader.number('rotate_wait_secs', DEFAULT_ROTATE_WAIT_SECS, { integer: true, min: 0 }),
+    oldestFirst: reader.boolean('oldest_first', false),
+    multiline: reader.has('multiline') ? parseMultiline(reader.table('multiline')) : (reader.accept('multiline'), undefined),
+    charset: charset ?? DEFAULT_CHARSET,
     internal: { ...DEFAULT_INTERNALS },
   };
+}
+
+function parseFingerprint(table: ConfigReader): FingerprintOptions {
+  const strategy = table.oneOf('strategy', ['checksum', 'device_and_inode'] as const, DEFAULT_FINGERPRINT.strategy);
+  if (table.has('bytes')) {
+    table.accept('bytes');
+    table.problem('unsupported option "fingerprint.bytes": deprecated in Vector; use fingerprint.lines');
+  }
+  let result: FingerprintOptions;
+  if (strategy === 'checksum') {
+    result = {
+      strategy,
+      lines: table.number('lines', DEFAULT_FINGERPRINT_LINES, { integer: true, min: 1 }),
+      ignoredHeaderBytes: table.number('ignored_header_bytes', DEFAULT_FINGERPRINT_IGNORED_HEADER_BYTES, { integer: true, min: 0 }),
+    };
+  } else {
+    for (const key of ['lines', 'ignored_header_bytes']) {
+      if (table.has(key)) {
+        table.accept(key);
+        table.problem(`invalid option "fingerprint.${key}": only used with strategy = "checksum", actual strategy: "device_and_inode"`);
+      }
+    }
+    result = { strategy };
+  }
+  table.finish();
+  return result;
+}
+
+function parseMultiline(table: ConfigReader): MultilineConfig | undefined {
+  const regex = (key: string): RegExp | undefined => {
+    const source = table.requiredString(key);
+    try {
+      return new RegExp(source);
+    } catch (err) {
+      table.problem(`invalid value for "multiline.${key}": not a regular expression (${(err as Error).message}), actual: ${show(source)}`);
+      return undefined;
+    }
+  };
+  const startPattern = regex('start_pattern');
+  const conditionPattern = regex('condition_pattern');
+  if (!table.has('mode')) table.problem('missing required key "multiline.mode"');
+  const mode = table.oneOf('mode', MULTILINE_MODES, 'continue_through');
+  if (!table.has('timeout_ms')) table.problem('missing required key "multiline.timeout_ms"');
+  const timeoutMs = table.number('timeout_ms', 1000, { integer: true, min: 1 });
+  table.finish();
+  if (startPattern === undefined || conditionPattern === undefined) return undefined;
+  return { startPattern, conditionPattern, mode, timeoutMs };
 }
 
 export const fileSource: SourceType<FileSourceConfig> = {
@@ -105,6 +229,7 @@ export const fileSource: SourceType<FileSourceConfig> = {
   parse: parseFileSourceConfig,
   build: (config, context) => new FileSource(config, context),
 };
+
 
 /**
  * Maps the config onto the engines: discovery finds files, one FileTailer per fingerprint reads
@@ -118,15 +243,25 @@ export class FileSource implements Source {
   private readonly checkpointer: Checkpointer | null;
   private readonly host = os.hostname();
   private readonly buffer: Uint8Array;
-  private readonly splitOptions: { delimiter: Uint8Array; maxLineBytes: number; maxBatchLines: number };
-  /** Open files, by fingerprint key. */
+  private readonly splitOptions: { delimiter: Uint8Array; maxLineBytes: number; maxBatchLines: number; trackLineEnds: boolean };
+  /** Tracked files, by fingerprint key. */
   private readonly tailers = new Map<string, FileTailer>();
+  /** The same tailers by `dev:inode`: how a path is recognised as a file already followed. */
+  private readonly byInode = new Map<string, FileTailer>();
+  /** The same tailers by their last path, for watch events. */
+  private readonly byPath = new Map<string, FileTailer>();
+  private readonly aggregators = new Map<FileTailer, LineAggregator>();
   /** Read offsets of files closed during this run, so a file seen again resumes where it was. */
   private readonly retired = new Map<string, number>();
   /** Paths that failed to open (logged once each until they open). */
   private readonly unreadable = new Set<string>();
+  /** Paths too short to fingerprint (logged once each until they are). */
+  private readonly waiting = new Set<string>();
+  /** Paths whose fingerprint equals a tracked file's (logged once each). */
+  private readonly duplicates = new Set<string>();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly timers: NodeJS.Timeout[] = [];
+  private openCount = 0;
   private watcher: FSWatcher | null = null;
   private stopping = false;
   private stopRun: Promise<void> | null = null;
@@ -148,8 +283,13 @@ export class FileSource implements Source {
     this.id = context.id;
     this.internal = config.internal;
     this.discovery = new Discovery(config.include, config.exclude);
-    const delimiter = new TextEncoder().encode(config.lineDelimiter);
-    this.splitOptions = { delimiter, maxLineBytes: config.maxLineBytes, maxBatchLines: this.internal.maxBatchLines };
+    const delimiter = encodeDelimiter(config.lineDelimiter, config.charset);
+    this.splitOptions = {
+      delimiter,
+      maxLineBytes: config.maxLineBytes,
+      maxBatchLines: this.internal.maxBatchLines,
+      trackLineEnds: config.multiline !== undefined,
+    };
     this.buffer = new Uint8Array(this.internal.readChunkBytes + config.maxLineBytes + delimiter.byteLength);
     this.checkpointer =
       context.mode === 'tail' ? new Checkpointer(checkpointsPath(config.dataDir ?? context.dataDir, context.id)) : null;
@@ -166,6 +306,7 @@ export class FileSource implements Source {
     if (this.checkpointer !== null && !this.config.ignoreCheckpoints) {
       const loaded = await loadCheckpoints(this.checkpointer.file);
       if (loaded.problem !== undefined) events.checkpointsUnusable(this.context.telemetry, this.id, loaded.problem);
+      if (loaded.format === 'vector') events.vectorCheckpointsImported(this.context.telemetry, this.id, this.checkpointer.file, loaded.checkpoints.size);
       this.checkpointer.replaceAll(loaded.checkpoints);
     }
     await this.scan(true);
@@ -195,8 +336,9 @@ export class FileSource implements Source {
     await watcher?.close().catch(() => undefined);
     await this.scanRun;
     await this.pumpRun;
+    while (this.ticking) await new Promise((resolve) => setImmediate(resolve));
     // Lines without their delimiter yet are sent now: nothing else will ever send them.
-    for (const tailer of this.tailers.values()) this.deliver(tailer, tailer.flush());
+    for (const tailer of this.tailers.values()) this.finish(tailer);
     while (this.inFlight.size > 0) await Promise.all(this.inFlight);
     await this.writeCheckpoints();
     for (const tailer of this.tailers.values()) await tailer.close().catch(() => undefined);
@@ -222,15 +364,31 @@ export class FileSource implements Source {
     return this.inFlight.size >= this.internal.maxInFlightBatches;
   }
 
+  /** Whether the read loop should try this file now: idle files wait for a watch event or a size check. */
+  private readable(tailer: FileTailer, now: number): boolean {
+    if (tailer.complete) return false;
+    if (tailer.suspended) return tailer.poke;
+    if (!tailer.isOpen) return false;
+    return tailer.poke || tailer.draining || this.context.mode === 'replay' || now - tailer.lastDataMs < this.internal.idleAfterMs;
+  }
+
   private async pump(): Promise<void> {
     do {
       this.pumpAgain = false;
       let progress = true;
       while (progress && !this.stopping && !this.windowFull()) {
         progress = false;
-        for (const tailer of [...this.tailers.values()]) {
+        const now = Date.now();
+        let order = [...this.tailers.values()];
+        if (this.config.oldestFirst) order = order.sort((a, b) => a.createdMs - b.createdMs);
+        for (const tailer of order) {
           if (this.stopping || this.windowFull()) break;
-          if (await this.readTurn(tailer)) progress = true;
+          if (!this.readable(tailer, now)) continue;
+          if (await this.readTurn(tailer)) {
+            progress = true;
+            // Oldest first: go back to the oldest file after every turn, so it is drained first.
+            if (this.config.oldestFirst) break;
+          }
         }
       }
     } while (this.pumpAgain && !this.stopping && !this.windowFull());
@@ -238,50 +396,128 @@ export class FileSource implements Source {
 
   /** Reads one turn of one file. Returns whether anything was read. */
   private async readTurn(tailer: FileTailer): Promise<boolean> {
+    if (tailer.suspended) {
+      if (this.openCount >= this.internal.maxOpenFiles) return false;
+      if (!(await this.resumeTailer(tailer))) return false;
+    }
     const chunk = this.internal.readChunkBytes;
     const budget = Math.max(this.config.maxReadBytes, chunk);
     let total = 0;
-    while (!this.stopping && !this.windowFull() && tailer.isOpen) {
-      let outcome;
-      try {
-        outcome = await tailer.read(this.buffer, chunk);
-      } catch (err) {
-        events.fileReadFailed(this.context.telemetry, this.id, tailer.path, err);
-        await this.retire(tailer);
-        return total > 0;
-      }
-      if (outcome.bytesRead === 0) {
-        if (tailer.draining || this.context.mode === 'replay') {
-          this.deliver(tailer, tailer.flush());
+    tailer.busy = true;
+    try {
+      while (!this.stopping && !this.windowFull() && tailer.isOpen) {
+        let outcome;
+        try {
+          outcome = await tailer.read(this.buffer, chunk);
+        } catch (err) {
+          events.fileReadFailed(this.context.telemetry, this.id, tailer.path, err);
           await this.retire(tailer);
-          if (tailer.draining) events.fileUnwatched(this.context.telemetry, this.id, tailer.path);
+          return total > 0;
         }
-        break;
+        if (outcome.bytesRead === 0) {
+          tailer.poke = false;
+          if (tailer.draining || this.context.mode === 'replay') {
+            this.finish(tailer);
+            await this.retire(tailer);
+            if (tailer.draining) events.fileUnwatched(this.context.telemetry, this.id, tailer.path);
+          } else if (tailer.gzip) {
+            // An archive does not grow: read once, closed, kept tracked so that it is not read again.
+            this.finish(tailer);
+            tailer.complete = true;
+            await this.closeTailer(tailer);
+            this.noteCheckpoint(tailer);
+          } else {
+            tailer.eofSinceMs ??= Date.now();
+          }
+          break;
+        }
+        this.deliver(tailer, outcome.result);
+        total += outcome.bytesRead;
+        if (total >= budget) break;
       }
-      this.deliver(tailer, outcome.result);
-      total += outcome.bytesRead;
-      if (total >= budget) break;
+    } finally {
+      tailer.busy = false;
     }
     return total > 0;
   }
 
-  private async retire(tailer: FileTailer): Promise<void> {
-    this.tailers.delete(tailer.key);
-    this.retired.set(tailer.key, tailer.position);
+  private async closeTailer(tailer: FileTailer): Promise<void> {
+    if (tailer.isOpen) this.openCount--;
     await tailer.close().catch(() => undefined);
+  }
+
+  private async suspendTailer(tailer: FileTailer): Promise<void> {
+    if (!tailer.isOpen || tailer.gzip) return;
+    this.openCount--;
+    await tailer.suspend();
+  }
+
+  /** Reopens a suspended file; a file that is no longer at its path is given up (counted, logged). */
+  private async resumeTailer(tailer: FileTailer): Promise<boolean> {
+    if (await tailer.resume()) {
+      this.openCount++;
+      return true;
+    }
+    tailer.poke = false;
+    if (tailer.draining) {
+      this.finish(tailer);
+      await this.retire(tailer);
+      events.fileLostWhileClosed(this.context.telemetry, this.id, tailer.path);
+    }
+    return false;
+  }
+
+  private async retire(tailer: FileTailer): Promise<void> {
+    this.forget(tailer);
+    this.retired.set(tailer.key, tailer.position);
+    await this.closeTailer(tailer);
     this.noteCheckpoint(tailer);
   }
 
+  private forget(tailer: FileTailer): void {
+    if (this.tailers.get(tailer.key) === tailer) this.tailers.delete(tailer.key);
+    if (this.byInode.get(tailer.inode) === tailer) this.byInode.delete(tailer.inode);
+    if (this.byPath.get(tailer.path) === tailer) this.byPath.delete(tailer.path);
+    this.aggregators.delete(tailer);
+  }
+
+  /** End of a file's input: the held unfinished line and an open multiline group are sent. */
+  private finish(tailer: FileTailer): void {
+    this.deliver(tailer, tailer.flush());
+    const rest = this.aggregators.get(tailer)?.flush();
+    if (rest != null) this.emitPiece(tailer, { data: rest.data, offsets: Uint32Array.of(0, rest.data.byteLength), end: rest.end });
+  }
+
   private deliver(tailer: FileTailer, result: SplitResult): void {
-    for (const piece of result.pieces) this.emitPiece(tailer, piece);
-    if (result.end > tailer.acks.lastEnd) {
+    const aggregator = this.aggregators.get(tailer);
+    for (const piece of result.pieces) {
+      const out = this.config.charset === 'utf-8' ? piece : transcode(piece, this.config.charset);
+      if (aggregator === undefined) this.emitPiece(tailer, out);
+      else this.aggregate(tailer, aggregator, out);
+    }
+    const safe = aggregator?.pending === true ? aggregator.safeEnd : result.end;
+    if (safe > tailer.acks.lastEnd) {
       // Only discarded lines after the last batch: nothing to wait for, the offset may move now.
-      tailer.acks.add(result.end, true);
+      tailer.acks.add(safe, true);
       this.noteCheckpoint(tailer);
     }
     if (result.discarded > 0) {
       events.linesTooLong(this.context.telemetry, this.id, tailer.path, result.discarded, this.config.maxLineBytes);
     }
+  }
+
+  private aggregate(tailer: FileTailer, aggregator: LineAggregator, piece: SplitPiece): void {
+    const lines: Uint8Array[] = [];
+    let end = -1;
+    const count = piece.offsets.length - 1;
+    for (let i = 0; i < count; i++) {
+      const line = piece.data.subarray(piece.offsets[i], piece.offsets[i + 1]);
+      for (const out of aggregator.push(line, piece.lineEnds?.[i] ?? piece.end)) {
+        lines.push(out.data);
+        end = out.end;
+      }
+    }
+    if (lines.length > 0) this.emitPiece(tailer, { ...piecesOf(lines), end });
   }
 
   private emitPiece(tailer: FileTailer, piece: SplitPiece): void {
@@ -323,12 +559,13 @@ export class FileSource implements Source {
 
   private noteCheckpoint(tailer: FileTailer): void {
     if (this.checkpointer === null) return;
-    if (!tailer.isOpen && tailer.draining && tailer.acks.pending === 0) {
+    if (!tailer.isOpen && !tailer.suspended && !tailer.complete && tailer.draining && tailer.acks.pending === 0) {
       // Gone from every matched path and fully delivered: keeping its entry would only let a new
       // file that reuses the inode resume at a stale offset.
       this.checkpointer.delete(tailer.key);
       return;
     }
+    if (this.tailers.get(tailer.key) !== tailer && this.tailers.has(tailer.key)) return;
     this.checkpointer.set(tailer.fingerprint, tailer.path, tailer.acks.position);
   }
 
@@ -346,7 +583,7 @@ export class FileSource implements Source {
     if (this.tailers.size === 0 && this.inFlight.size === 0 && this.pumpRun === null) this.resolveFinished();
   }
 
-  /** Expands the globs; opens new files; marks open files found nowhere as draining. */
+  /** Expands the globs; opens new files; marks tracked files found nowhere as draining. */
   private scan(initial: boolean): Promise<void> {
     if (this.scanRun !== null) {
       this.scanAgain = true;
@@ -372,72 +609,136 @@ export class FileSource implements Source {
       events.globFailed(this.context.telemetry, this.id, err);
       return;
     }
-    const seen = new Set<string>();
+    const seen = new Set<FileTailer>();
     let opened = false;
+    const now = Date.now();
     for (const file of paths) {
       if (this.stopping) return;
-      let key: string;
+      let stats;
       try {
-        const stats = await stat(file, { bigint: true });
-        // Only regular files: opening a FIFO for reading would block a libuv thread until a writer comes.
-        if (!stats.isFile()) continue;
-        key = fingerprintKey(fingerprintOf(stats));
+        stats = await stat(file, { bigint: true });
       } catch {
         continue; // Gone between listing and stat: the next scan settles it.
       }
-      const known = this.tailers.get(key);
+      // Only regular files: opening a FIFO for reading would block a libuv thread until a writer comes.
+      if (!stats.isFile()) continue;
+      const known = this.byInode.get(inodeKey(stats));
       if (known !== undefined) {
-        seen.add(key);
-        known.path = file;
+        seen.add(known);
+        if (known.path !== file) {
+          if (this.byPath.get(known.path) === known) this.byPath.delete(known.path);
+          known.path = file;
+          this.byPath.set(file, known);
+        }
         known.draining = false;
+        if (known.rekey) await this.rekey(known);
         continue;
       }
-      if (seen.has(key)) continue; // Another path (hard link) of a file already seen.
-      if (await this.openTailer(file, initial)) {
-        seen.add(key);
+      if (this.config.ignoreOlderSecs !== undefined && now - Number(stats.mtimeMs) > this.config.ignoreOlderSecs * 1000) continue;
+      const tailer = await this.openTailer(file, initial);
+      if (tailer !== null) {
+        seen.add(tailer);
         opened = true;
       }
     }
-    for (const tailer of this.tailers.values()) {
-      if (!seen.has(tailer.key)) tailer.draining = true;
+    for (const tailer of [...this.tailers.values()]) {
+      if (seen.has(tailer)) continue;
+      if (tailer.complete) {
+        // A finished archive that left the matched paths: nothing more to read or keep.
+        this.forget(tailer);
+        if (tailer.acks.pending === 0) this.checkpointer?.delete(tailer.key);
+      } else if (!tailer.draining) {
+        tailer.draining = true;
+        tailer.drainingSinceMs = now;
+        tailer.poke = true;
+        opened = true;
+      }
     }
     if (initial && this.checkpointer !== null) {
       // Entries for files not found at start-up are dropped, for the same inode-reuse reason.
-      for (const key of this.checkpointer.keys()) if (!seen.has(key)) this.checkpointer.delete(key);
+      const keys = new Set([...this.tailers.keys()]);
+      for (const key of this.checkpointer.keys()) if (!keys.has(key)) this.checkpointer.delete(key);
     }
     if (opened) this.kick();
   }
 
-  private async openTailer(file: string, initial: boolean): Promise<boolean> {
+  /** After a truncation, a checksum fingerprint is taken again once the file holds its first lines. */
+  private async rekey(tailer: FileTailer): Promise<void> {
+    if (this.config.fingerprint.strategy !== 'checksum') {
+      tailer.rekey = false;
+      return;
+    }
     let opened;
     try {
-      opened = await openFile(file);
+      opened = await openFingerprinted(tailer.path, this.config.fingerprint, this.config.maxLineBytes);
+    } catch {
+      return;
+    }
+    if (opened === null) return;
+    await opened.handle.close().catch(() => undefined);
+    if (opened.inode !== tailer.inode) return;
+    tailer.rekey = false;
+    if (opened.key === tailer.key || this.tailers.has(opened.key)) return;
+    this.forget(tailer);
+    this.checkpointer?.delete(tailer.key);
+    tailer.key = opened.key;
+    tailer.fingerprint = opened.fingerprint;
+    this.track(tailer);
+    this.noteCheckpoint(tailer);
+  }
+
+  private track(tailer: FileTailer): void {
+    this.tailers.set(tailer.key, tailer);
+    this.byInode.set(tailer.inode, tailer);
+    this.byPath.set(tailer.path, tailer);
+  }
+
+  private async openTailer(file: string, initial: boolean): Promise<FileTailer | null> {
+    let opened;
+    try {
+      opened = await openFingerprinted(file, this.config.fingerprint, this.config.maxLineBytes);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       if (!this.unreadable.has(file)) {
         this.unreadable.add(file);
         events.fileOpenFailed(this.context.telemetry, this.id, file, err);
       }
-      return false;
+      return null;
     }
     this.unreadable.delete(file);
-    if (this.tailers.has(opened.key) || this.stopping) {
+    if (opened === null) {
+      if (!this.waiting.has(file)) {
+        this.waiting.add(file);
+        events.fileTooShort(this.context.telemetry, this.id, file);
+      }
+      return null;
+    }
+    this.waiting.delete(file);
+    if (this.tailers.has(opened.key) || this.byInode.has(opened.inode) || this.stopping) {
       await opened.handle.close().catch(() => undefined);
-      return this.tailers.has(opened.key);
+      const other = this.tailers.get(opened.key);
+      if (other !== undefined && other.inode !== opened.inode && !this.duplicates.has(file)) {
+        // Vector's checksum rule: same first lines, same file. Only the one found first is read.
+        this.duplicates.add(file);
+        events.fileDuplicate(this.context.telemetry, this.id, file, other.path);
+      }
+      return null;
     }
     const size = Number(opened.stats.size);
     let position: number;
     let why: string;
     const retired = this.retired.get(opened.key);
     const checkpoint = this.checkpointer?.get(opened.key);
+    // A gzip position counts decompressed bytes: it may well exceed the archive's size.
+    const fits = (p: number): boolean => opened.gzip || p <= size;
     if (this.context.mode === 'replay') {
       position = 0;
       why = 'replay';
     } else if (retired !== undefined) {
-      position = retired <= size ? retired : 0;
+      position = fits(retired) ? retired : 0;
       why = 'seen earlier in this run';
     } else if (checkpoint !== undefined) {
-      if (checkpoint.position <= size) {
+      if (fits(checkpoint.position)) {
         position = checkpoint.position;
         why = 'checkpoint';
       } else {
@@ -445,7 +746,7 @@ export class FileSource implements Source {
         why = 'checkpoint beyond end: truncated';
         events.fileTruncated(this.context.telemetry, this.id, file);
       }
-    } else if (initial && this.config.readFrom === 'end') {
+    } else if (initial && this.config.readFrom === 'end' && !opened.gzip) {
       position = size;
       why = 'read_from = end';
     } else {
@@ -453,37 +754,106 @@ export class FileSource implements Source {
       why = initial ? 'read_from = beginning' : 'new file';
     }
     this.retired.delete(opened.key);
-    const tailer = new FileTailer(opened, file, position, this.splitOptions);
-    this.tailers.set(tailer.key, tailer);
+    const tailer = new FileTailer(opened, file, position, this.splitOptions, this.internal.readChunkBytes);
+    this.openCount++;
+    this.track(tailer);
+    if (this.config.multiline !== undefined) this.aggregators.set(tailer, new LineAggregator(this.config.multiline, position));
     this.noteCheckpoint(tailer);
     events.fileAdded(this.context.telemetry, this.id, file, position, why);
-    return true;
+    // Over the descriptor limit: keep the state, close the descriptor, reopen when there is room.
+    if (this.openCount > this.internal.maxOpenFiles && !tailer.gzip) await this.suspendTailer(tailer);
+    return tailer;
   }
 
-  /** Poll fallback: truncation and rotation checks, then a read round. */
+  /** Poll fallback: truncation, growth and rotation checks; timers; the descriptor limit; a read round. */
   private async tick(): Promise<void> {
     if (this.ticking || this.stopping) return;
     this.ticking = true;
     try {
       let moved = false;
+      const now = Date.now();
       for (const tailer of [...this.tailers.values()]) {
-        if (!tailer.isOpen || tailer.draining) continue;
-        try {
-          if (await tailer.checkTruncated()) events.fileTruncated(this.context.telemetry, this.id, tailer.path);
-        } catch {
-          // A failing fstat shows up as a read error on the next read.
+        if (this.stopping) return;
+        if (tailer.complete || tailer.busy) continue;
+        if (tailer.suspended) {
+          if (!tailer.poke && now - tailer.lastCheckMs >= this.internal.idleCheckMs) {
+            tailer.lastCheckMs = now;
+            if (await tailer.changedAtPath()) tailer.poke = true;
+          }
+          continue;
         }
-        try {
-          const current = fingerprintKey(fingerprintOf(await stat(tailer.path, { bigint: true })));
-          if (current !== tailer.key) moved = true;
-        } catch {
-          moved = true;
+        if (!tailer.isOpen) continue;
+        if (tailer.draining) {
+          if (now - tailer.drainingSinceMs >= this.config.rotateWaitSecs * 1000) {
+            events.rotateWaitElapsed(this.context.telemetry, this.id, tailer.path, this.config.rotateWaitSecs);
+            this.finish(tailer);
+            await this.retire(tailer);
+          }
+          continue;
         }
+        const idle = now - tailer.lastDataMs >= this.internal.idleAfterMs;
+        if (!idle || tailer.poke || now - tailer.lastCheckMs >= this.internal.idleCheckMs) {
+          tailer.lastCheckMs = now;
+          try {
+            const change = await tailer.probe();
+            if (change === 'truncated') {
+              this.aggregators.get(tailer)?.reset(0);
+              events.fileTruncated(this.context.telemetry, this.id, tailer.path);
+            }
+            if (change !== 'same') tailer.poke = true;
+          } catch {
+            // A failing fstat shows up as a read error on the next read.
+          }
+          try {
+            if (inodeKey(await stat(tailer.path, { bigint: true })) !== tailer.inode) moved = true;
+          } catch {
+            moved = true;
+          }
+        }
+        const expired = this.aggregators.get(tailer)?.expire(now);
+        if (expired != null) this.emitPiece(tailer, { data: expired.data, offsets: Uint32Array.of(0, expired.data.byteLength), end: expired.end });
+        if (this.config.removeAfterSecs !== undefined) await this.maybeRemove(tailer, now);
       }
+      await this.enforceOpenLimit();
       if (moved) await this.scan(false);
       this.kick();
     } finally {
       this.ticking = false;
+    }
+  }
+
+  /** `remove_after_secs`: a file read to its end, fully delivered and unchanged for that long is deleted. */
+  private async maybeRemove(tailer: FileTailer, now: number): Promise<void> {
+    const wait = this.config.removeAfterSecs! * 1000;
+    if (tailer.eofSinceMs === null || now - tailer.eofSinceMs < wait) return;
+    if (tailer.acks.pending > 0 || tailer.heldBytes > 0 || this.aggregators.get(tailer)?.pending === true) return;
+    try {
+      if ((await tailer.probe()) !== 'same') return;
+      if (inodeKey(await stat(tailer.path, { bigint: true })) !== tailer.inode) return;
+      await unlink(tailer.path);
+    } catch (err) {
+      events.fileRemoveFailed(this.context.telemetry, this.id, tailer.path, err);
+      tailer.eofSinceMs = now;
+      return;
+    }
+    events.fileRemoved(this.context.telemetry, this.id, tailer.path);
+    tailer.draining = true;
+    tailer.drainingSinceMs = now;
+    tailer.poke = true;
+  }
+
+  /** Closes the descriptors of the files idle the longest (at end of file) while over the limit. */
+  private async enforceOpenLimit(): Promise<void> {
+    const max = this.internal.maxOpenFiles;
+    if (this.openCount <= max) {
+      return;
+    }
+    const idle = [...this.tailers.values()]
+      .filter((t) => t.isOpen && !t.gzip && !t.busy && !t.draining && !t.poke && t.eofSinceMs !== null)
+      .sort((a, b) => a.lastDataMs - b.lastDataMs);
+    for (const tailer of idle) {
+      if (this.openCount <= Math.max(0, max - 1)) break;
+      await this.suspendTailer(tailer);
     }
   }
 
@@ -496,10 +866,36 @@ export class FileSource implements Source {
       if (this.discovery.matches(path.resolve(file))) void this.scan(false);
     });
     watcher.on('unlink', () => void this.tick());
-    watcher.on('change', () => this.kick());
+    watcher.on('change', (file: string) => {
+      const tailer = this.byPath.get(path.resolve(file));
+      if (tailer !== undefined) tailer.poke = true;
+      this.kick();
+    });
     watcher.on('error', (err: unknown) => events.watcherFailed(this.context.telemetry, this.id, err));
     this.watcher = watcher;
   }
+}
+
+/** Lines back to back with their offsets. */
+function piecesOf(lines: readonly Uint8Array[]): { data: Uint8Array; offsets: Uint32Array } {
+  let total = 0;
+  for (const line of lines) total += line.byteLength;
+  const data = new Uint8Array(total);
+  const offsets = new Uint32Array(lines.length + 1);
+  let at = 0;
+  lines.forEach((line, i) => {
+    data.set(line, at);
+    at += line.byteLength;
+    offsets[i + 1] = at;
+  });
+  return { data, offsets };
+}
+
+/** A piece's lines transcoded to UTF-8; offsets into the file (`end`, `lineEnds`) are kept. */
+function transcode(piece: SplitPiece, charset: Charset): SplitPiece {
+  const lines: Uint8Array[] = [];
+  for (let i = 0; i + 1 < piece.offsets.length; i++) lines.push(lineToUtf8(piece.data.subarray(piece.offsets[i], piece.offsets[i + 1]), charset));
+  return { ...piecesOf(lines), end: piece.end, ...(piece.lineEnds === undefined ? {} : { lineEnds: piece.lineEnds }) };
 }
 
 /** Directory levels below the base a non-`**` glob can reach (`/a/*\/*.log` -> 1). */

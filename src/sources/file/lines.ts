@@ -13,6 +13,8 @@ export interface SplitPiece {
   offsets: Uint32Array;
   /** Absolute file offset just past the delimiter of the piece's last line (or of a discarded line after it). */
   end: number;
+  /** With `trackLineEnds`: the absolute offset just past each line's delimiter. */
+  lineEnds?: Float64Array;
 }
 
 export interface SplitResult {
@@ -31,6 +33,8 @@ export interface LineSplitterOptions {
   maxBatchLines: number;
   /** Absolute file offset of the first byte that will be given. */
   position?: number;
+  /** Record each line's end offset in `SplitPiece.lineEnds` (multiline needs it; off on the fast path). */
+  trackLineEnds?: boolean;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -48,6 +52,7 @@ export class LineSplitter {
   private discarding = false;
   private readonly starts: Uint32Array;
   private readonly ends: Uint32Array;
+  private readonly lineEnds: Float64Array | null;
 
   constructor(options: LineSplitterOptions) {
     if (options.delimiter.byteLength === 0) throw new RangeError('line delimiter must not be empty');
@@ -58,6 +63,7 @@ export class LineSplitter {
     this.consumed = this.heldStart;
     this.starts = new Uint32Array(this.maxBatchLines);
     this.ends = new Uint32Array(this.maxBatchLines);
+    this.lineEnds = options.trackLineEnds === true ? new Float64Array(this.maxBatchLines) : null;
   }
 
   /** Bytes of the unfinished line the caller must put in front of the next read (see `splitPrefixed`). */
@@ -117,6 +123,7 @@ export class LineSplitter {
       } else {
         this.starts[count] = from;
         this.ends[count] = at;
+        if (this.lineEnds !== null) this.lineEnds[count] = base + at + dlen;
         count++;
         bytes += at - from;
       }
@@ -151,7 +158,7 @@ export class LineSplitter {
     } else if (held.byteLength > this.maxLineBytes) {
       discarded = 1;
     } else if (held.byteLength > 0) {
-      pieces.push({ data: held, offsets: Uint32Array.of(0, held.byteLength), end });
+      pieces.push({ data: held, offsets: Uint32Array.of(0, held.byteLength), end, ...(this.lineEnds !== null ? { lineEnds: Float64Array.of(end) } : {}) });
     }
     this.reset(end);
     return { pieces, end, discarded };
@@ -167,6 +174,7 @@ export class LineSplitter {
       at += line.byteLength;
       offsets[i + 1] = at;
     }
+    if (this.lineEnds !== null) return { data, offsets, end, lineEnds: this.lineEnds.slice(0, count) };
     return { data, offsets, end };
   }
 }

@@ -1,7 +1,16 @@
 import type { BigIntStats } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { createGunzip } from 'node:zlib';
 import { AckTracker } from './acks.js';
-import { fingerprintKey, fingerprintOf, type Fingerprint } from './fingerprint.js';
+import {
+  checksumFingerprint,
+  fingerprintKey,
+  fingerprintOf,
+  inodeKey,
+  isGzip,
+  type Fingerprint,
+  type FingerprintOptions,
+} from './fingerprint.js';
 import { LineSplitter, type LineSplitterOptions, type SplitResult } from './lines.js';
 
 export interface OpenedFile {
@@ -10,15 +19,38 @@ export interface OpenedFile {
   stats: BigIntStats;
   fingerprint: Fingerprint;
   key: string;
+  /** `dev:inode` of the descriptor. */
+  inode: string;
+  /** The file is a gzip archive: read decompressed, once. */
+  gzip: boolean;
 }
 
-/** Opens a file for reading and fingerprints the descriptor. Rejects with the fs error (EACCES, ENOENT...). */
+/** Opens a file for reading and fingerprints the descriptor by device and inode. Rejects with the fs error (EACCES, ENOENT...). */
 export async function openFile(filePath: string): Promise<OpenedFile> {
+  const opened = await openFingerprinted(filePath, { strategy: 'device_and_inode' }, 0);
+  return opened!;
+}
+
+/**
+ * Opens a file and fingerprints it with `options`. Resolves `null` (descriptor closed) when a
+ * checksum fingerprint cannot be taken yet because the file is shorter than the fingerprinted lines.
+ */
+export async function openFingerprinted(filePath: string, options: FingerprintOptions, maxLineBytes: number): Promise<OpenedFile | null> {
   const handle = await open(filePath, 'r');
   try {
     const stats = await handle.stat({ bigint: true });
-    const fingerprint = fingerprintOf(stats);
-    return { handle, stats, fingerprint, key: fingerprintKey(fingerprint) };
+    const gzip = stats.isFile() && (await isGzip(handle));
+    let fingerprint: Fingerprint | null;
+    if (options.strategy === 'checksum') {
+      fingerprint = await checksumFingerprint(handle, { lines: options.lines, ignoredHeaderBytes: options.ignoredHeaderBytes, maxBytes: maxLineBytes });
+    } else {
+      fingerprint = fingerprintOf(stats);
+    }
+    if (fingerprint === null) {
+      await handle.close();
+      return null;
+    }
+    return { handle, stats, fingerprint, key: fingerprintKey(fingerprint), inode: inodeKey(stats), gzip };
   } catch (err) {
     await handle.close().catch(() => undefined);
     throw err;
@@ -30,31 +62,72 @@ export interface ReadOutcome {
   result: SplitResult;
 }
 
+/** The decompressed stream of a gzip file, handed out in pieces no larger than a read chunk. */
+interface GzipReader {
+  chunks: AsyncIterator<Buffer>;
+  stream: NodeJS.ReadableStream & { destroy(): void };
+  pending: Buffer;
+  /** Decompressed bytes still to drop before the resume position. */
+  skip: number;
+}
+
 /**
- * One open file being followed: its descriptor, where it has been read to, and the batches of it
- * in flight. Follows the descriptor, not the path, so a renamed file is read to its end.
+ * One file being followed: its descriptor, where it has been read to, and the batches of it in
+ * flight. Follows the descriptor, not the path, so a renamed file is read to its end. A tailer may
+ * be closed and still tracked: a finished gzip archive (immutable, never read again), or an idle
+ * file closed to bound open descriptors (`suspended`, reopened by path when it changes).
  */
 export class FileTailer {
-  readonly key: string;
-  readonly fingerprint: Fingerprint;
+  key: string;
+  fingerprint: Fingerprint;
+  /** `dev:inode` of the file: how the file is recognised at a path while open. */
+  readonly inode: string;
+  readonly gzip: boolean;
   /** The matched path the file was last seen at (the `file` field of its lines). */
   path: string;
   readonly acks: AckTracker;
   /** The file is no longer found at a matched path: read it to its end, then close it. */
   draining = false;
+  /** When `draining` was first set (for `rotate_wait_secs`). */
+  drainingSinceMs = 0;
+  /** A gzip archive read to its end: closed, kept so that it is not read again. */
+  complete = false;
+  /** Closed while idle to bound open descriptors; reopened by path when it changes. */
+  suspended = false;
+  /** The file was truncated: a checksum fingerprint must be taken again once it has its first lines. */
+  rekey = false;
+  /** A read turn is running on this file: it must not be closed under it. */
+  busy = false;
+  /** Something may be readable (watch event or size check): read it even if idle. */
+  poke = true;
+  /** Last time the file was checked for truncation, growth and rotation. */
+  lastCheckMs = 0;
+  /** Last time a read returned data (or the file was opened). */
+  lastDataMs = Date.now();
+  /** Since when reads have found the end of the file with nothing in flight (for `remove_after_secs`). */
+  eofSinceMs: number | null = null;
+  /** Modification time when opened, ms (for `oldest_first`). */
+  readonly createdMs: number;
   private readonly splitter: LineSplitter;
   private handle: FileHandle | null;
+  private gz: GzipReader | null = null;
+  private readonly chunkBytes: number;
 
-  constructor(opened: OpenedFile, filePath: string, position: number, split: Omit<LineSplitterOptions, 'position'>) {
+  constructor(opened: OpenedFile, filePath: string, position: number, split: Omit<LineSplitterOptions, 'position'>, chunkBytes = 65536) {
     this.key = opened.key;
     this.fingerprint = opened.fingerprint;
+    this.inode = opened.inode;
+    this.gzip = opened.gzip;
     this.path = filePath;
     this.handle = opened.handle;
+    this.createdMs = Number(opened.stats.birthtimeMs > 0n ? opened.stats.birthtimeMs : opened.stats.mtimeMs);
     this.splitter = new LineSplitter({ ...split, position });
     this.acks = new AckTracker(position);
+    this.chunkBytes = chunkBytes;
+    if (this.gzip) this.gz = this.openGzip(opened.handle, position);
   }
 
-  /** Offset of the next byte to read. */
+  /** Offset of the next byte to read (decompressed bytes for a gzip archive). */
   get position(): number {
     return this.splitter.position;
   }
@@ -76,8 +149,10 @@ export class FileTailer {
     if (this.handle === null) throw new Error(`read after close: ${this.path}`);
     const held = this.splitter.held;
     buffer.set(held, 0);
-    const { bytesRead } = await this.handle.read(buffer, held.byteLength, chunkBytes, this.splitter.position);
+    const bytesRead = this.gz !== null ? await this.readGzip(buffer, held.byteLength, chunkBytes) : (await this.handle.read(buffer, held.byteLength, chunkBytes, this.splitter.position)).bytesRead;
     if (bytesRead === 0) return { bytesRead, result: { pieces: [], end: this.splitter.end, discarded: 0 } };
+    this.lastDataMs = Date.now();
+    this.eofSinceMs = null;
     return { bytesRead, result: this.splitter.splitPrefixed(buffer.subarray(0, held.byteLength + bytesRead)) };
   }
 
@@ -88,16 +163,106 @@ export class FileTailer {
 
   /** True (and restarts at offset 0) when the file is now shorter than what was read: it was truncated. */
   async checkTruncated(): Promise<boolean> {
-    if (this.handle === null) return false;
+    if (this.handle === null || this.gzip) return false;
     const stats = await this.handle.stat({ bigint: true });
     if (stats.size >= BigInt(this.splitter.position)) return false;
     this.splitter.reset(0);
+    this.rekey = true;
     return true;
+  }
+
+  /**
+   * Compares the open file's size with the read position: `truncated` (and restarts at 0, like
+   * `checkTruncated`), `grown` (there is something to read) or `same`.
+   */
+  async probe(): Promise<'truncated' | 'grown' | 'same'> {
+    if (this.handle === null || this.gzip) return 'same';
+    const stats = await this.handle.stat({ bigint: true });
+    const position = BigInt(this.splitter.position);
+    if (stats.size < position) {
+      this.splitter.reset(0);
+      this.rekey = true;
+      return 'truncated';
+    }
+    return stats.size > position ? 'grown' : 'same';
+  }
+
+  /** Closes the descriptor but keeps the state, to reopen by path later (`resume`). */
+  async suspend(): Promise<void> {
+    if (this.handle === null || this.gzip) return;
+    this.suspended = true;
+    const handle = this.handle;
+    this.handle = null;
+    await handle.close().catch(() => undefined);
+  }
+
+  /**
+   * Reopens a suspended file at its path. Resolves false when the path now names another file (the
+   * file was rotated away while closed: it is lost to this tailer) or is gone.
+   */
+  async resume(): Promise<boolean> {
+    if (!this.suspended) return this.handle !== null;
+    let handle: FileHandle;
+    try {
+      handle = await open(this.path, 'r');
+    } catch {
+      return false;
+    }
+    const stats = await handle.stat({ bigint: true }).catch(() => null);
+    if (stats === null || inodeKey(stats) !== this.inode) {
+      await handle.close().catch(() => undefined);
+      return false;
+    }
+    this.handle = handle;
+    this.suspended = false;
+    return true;
+  }
+
+  /** Size and inode of the file at `path` differ from what was read (cheap check for a suspended tailer). */
+  async changedAtPath(): Promise<boolean> {
+    try {
+      const stats = await stat(this.path, { bigint: true });
+      return inodeKey(stats) !== this.inode || stats.size !== BigInt(this.position);
+    } catch {
+      return true;
+    }
   }
 
   async close(): Promise<void> {
     const handle = this.handle;
     this.handle = null;
+    this.suspended = false;
+    this.gz?.stream.destroy();
+    this.gz = null;
     await handle?.close();
+  }
+
+  private openGzip(handle: FileHandle, position: number): GzipReader {
+    const gunzip = createGunzip({ chunkSize: Math.max(64, Math.min(this.chunkBytes, 64 * 1024)) });
+    const raw = handle.createReadStream({ start: 0, autoClose: false });
+    raw.on('error', (err) => gunzip.destroy(err));
+    raw.pipe(gunzip);
+    return { chunks: gunzip[Symbol.asyncIterator](), stream: gunzip, pending: Buffer.alloc(0), skip: position };
+  }
+
+  private async readGzip(buffer: Uint8Array, at: number, chunkBytes: number): Promise<number> {
+    const gz = this.gz!;
+    for (;;) {
+      if (gz.pending.byteLength === 0) {
+        const next = await gz.chunks.next();
+        if (next.done === true) return 0;
+        gz.pending = next.value;
+      }
+      if (gz.skip > 0) {
+        const drop = Math.min(gz.skip, gz.pending.byteLength);
+        gz.skip -= drop;
+        gz.pending = gz.pending.subarray(drop);
+        continue;
+      }
+      const n = Math.min(chunkBytes, gz.pending.byteLength);
+      buffer.set(gz.pending.subarray(0, n), at);
+      gz.pending = gz.pending.subarray(n);
+      return n;
+    }
   }
 }
