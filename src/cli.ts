@@ -5,18 +5,21 @@ import { loadConfig, type LoadedConfig } from './config/load.js';
 import { ConfigError, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, LogwasmError, formatProblem } from './errors.js';
 import { pluginCommand } from './plugin-inspect.js';
 import { defaultRegistry } from './registry.js';
-import { runReplay, runTail } from './run.js';
+import { DEFAULT_PROGRESS_INTERVAL_SECS, overrideReplayPaths, runReplay, runTail } from './run.js';
 import { Telemetry, parseLogLevel, stderrWriter, type LogLevel } from './telemetry.js';
 
 const USAGE = `Usage:
   logwasm [--config FILE]...              run until SIGTERM/SIGINT, then drain and exit
-  logwasm replay [--config FILE]...       read every matched file to its end, deliver it all, exit
+  logwasm replay [--config FILE]... [PATHS...]
+                                          read every matched file to its end, deliver it all, exit;
+                                          PATHS (files or globs) replace the file source's include
   logwasm validate [--config FILE]...     check a config without running it (exit 78 when invalid)
   logwasm plugin inspect FILE.wasm        print a plugin's exports, imports, ABI version, sha256, SBOM (JSON)
 
 Options:
   -c, --config FILE                       config file (repeatable; default ./vector.toml)
       --graceful-shutdown-limit-secs N    how long to drain at shutdown before giving up (default 60)
+      --progress-interval-secs N          replay off a TTY: seconds between progress lines (default 5)
   -v, --verbose                           debug logs (LOG_LEVEL=error|warn|info|debug also works)
   -q, --quiet                             only errors
   -h, --help                              this text
@@ -34,6 +37,7 @@ async function main(argv: string[]): Promise<number> {
       options: {
         config: { type: 'string', short: 'c', multiple: true },
         'graceful-shutdown-limit-secs': { type: 'string' },
+        'progress-interval-secs': { type: 'string' },
         verbose: { type: 'boolean', short: 'v' },
         quiet: { type: 'boolean', short: 'q' },
         help: { type: 'boolean', short: 'h' },
@@ -57,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
     return pluginCommand(positionals.slice(1), (t) => process.stdout.write(t), (t) => process.stderr.write(t));
   }
   const command = positionals[0] ?? 'run';
-  if (!['run', 'replay', 'validate'].includes(command) || positionals.length > 1) {
+  if (!['run', 'replay', 'validate'].includes(command) || (positionals.length > 1 && command !== 'replay')) {
     process.stderr.write(`unknown command "${positionals.join(' ')}"\n\n${USAGE}\n`);
     return EXIT_FAILURE;
   }
@@ -67,10 +71,17 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_FAILURE;
   }
 
+  const progressSecs = Number(values['progress-interval-secs'] ?? DEFAULT_PROGRESS_INTERVAL_SECS);
+  if (!Number.isFinite(progressSecs) || progressSecs < 0) {
+    process.stderr.write('--progress-interval-secs takes a number of seconds\n');
+    return EXIT_FAILURE;
+  }
+
   const paths = values.config ?? ['vector.toml'];
   let config: LoadedConfig;
   try {
     config = loadConfig(paths, defaultRegistry());
+    if (command === 'replay') overrideReplayPaths(config, positionals.slice(1));
   } catch (error) {
     if (error instanceof ConfigError) {
       for (const problem of error.problems) process.stderr.write(`${formatProblem(problem)}\n`);
@@ -88,8 +99,8 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   try {
-    if (command === 'replay') return await runReplay(config, telemetry, graceSecs * 1000);
-    return await runTail(config, telemetry, graceSecs * 1000);
+    if (command === 'replay') return await runReplay(config, telemetry, { graceMs: graceSecs * 1000, progressIntervalSecs: progressSecs });
+    return await runTail(config, telemetry, { graceMs: graceSecs * 1000, reload: () => loadConfig(paths, defaultRegistry()) });
   } catch (error) {
     // A component that cannot be built from a valid-looking config (a missing or malformed
     // plugin module, say) is a configuration error, as in Vector.

@@ -1,6 +1,7 @@
 import type { AnySinkType, AnySourceType, AnyTransformType, Registry } from './config/load.js';
 import { blackholeSink } from './sinks/blackhole.js';
 import { consoleSink } from './sinks/console.js';
+import { fileSink } from './sinks/file/index.js';
 import { opentelemetrySink } from './sinks/opentelemetry/index.js';
 import { fileSource } from './sources/file/index.js';
 import { kubernetesLogsSource } from './sources/kubernetes_logs/index.js';
@@ -10,7 +11,7 @@ import { wasmTransform } from './transforms/wasm/index.js';
 export function defaultRegistry(): Registry {
   const sources: AnySourceType[] = [fileSource as AnySourceType, kubernetesLogsSource as AnySourceType];
   const transforms: AnyTransformType[] = [wasmTransform as AnyTransformType];
-  const sinks: AnySinkType[] = [opentelemetrySink as AnySinkType, consoleSink as AnySinkType, blackholeSink as AnySinkType];
+  const sinks: AnySinkType[] = [opentelemetrySink as AnySinkType, consoleSink as AnySinkType, blackholeSink as AnySinkType, fileSink as AnySinkType];
   return {
     sources: new Map(sources.map((t) => [t.type, t])),
     transforms: new Map(transforms.map((t) => [t.type, t])),

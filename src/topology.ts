@@ -1,7 +1,7 @@
 import type { ComponentContext, RunMode, Sink, Source, Transform } from './components.js';
 import type { LoadedConfig } from './config/load.js';
 import { cloneBatch, lineCount, type LineBatch } from './event.js';
-import { EVENTS_RECEIVED, EVENTS_SENT, EVENT_BYTES_SENT, type Telemetry } from './telemetry.js';
+import { BUFFER_EVENTS, EVENTS_RECEIVED, EVENTS_SENT, EVENT_BYTES_SENT, TRANSFORM_BATCH_SECONDS, type Telemetry } from './telemetry.js';
 
 type Deliver = (batch: LineBatch) => Promise<void>;
 
@@ -22,7 +22,7 @@ export class Topology {
   private readonly consumers = new Map<string, Deliver[]>();
 
   constructor(
-    config: LoadedConfig,
+    private readonly config: LoadedConfig,
     private readonly telemetry: Telemetry,
     mode: RunMode,
   ) {
@@ -31,9 +31,18 @@ export class Topology {
     for (const plan of config.sinks) {
       const sink = plan.type.build(plan.config, context(plan.id));
       this.running.sinks.push({ id: plan.id, instance: sink });
-      const write: Deliver = (batch) => {
-        telemetry.count(EVENTS_RECEIVED, plan.id, lineCount(batch));
-        return sink.write(batch);
+      let buffered = 0;
+      const write: Deliver = async (batch) => {
+        const count = lineCount(batch);
+        telemetry.count(EVENTS_RECEIVED, plan.id, count);
+        buffered += count;
+        telemetry.gauge(BUFFER_EVENTS, plan.id, buffered);
+        try {
+          await sink.write(batch);
+        } finally {
+          buffered -= count;
+          telemetry.gauge(BUFFER_EVENTS, plan.id, buffered);
+        }
       };
       for (const input of plan.inputs) this.consumersOf(input).push(write);
     }
@@ -42,7 +51,9 @@ export class Topology {
       this.running.transforms.push({ id: plan.id, instance: transform });
       const process: Deliver = async (batch) => {
         telemetry.count(EVENTS_RECEIVED, plan.id, lineCount(batch));
+        const began = performance.now();
         const result = await transform.process(batch);
+        telemetry.observe(TRANSFORM_BATCH_SECONDS, plan.id, (performance.now() - began) / 1000);
         await Promise.all([
           result.out ? this.deliver(plan.id, result.out) : undefined,
           result.dropped ? this.deliver(`${plan.id}.dropped`, result.dropped) : undefined,
@@ -59,6 +70,12 @@ export class Topology {
 
   /** Starts sinks first, then transforms, then sources, so nothing is read before it can go somewhere. */
   async start(): Promise<void> {
+    // Metric tags (kind, type) and per-type gauges (checkpoint lag) read what is registered here.
+    const { telemetry, config } = this;
+    telemetry.components.clear();
+    for (const [kind, plans] of [['source', config.sources], ['transform', config.transforms], ['sink', config.sinks]] as const) {
+      for (const plan of plans) telemetry.components.set(plan.id, { kind, type: plan.type.type, config: plan.config, dataDir: config.dataDir });
+    }
     for (const { instance } of this.running.sinks) await instance.start();
     for (const { instance } of this.running.transforms) await instance.start();
     for (const { instance } of this.running.sources) await instance.start();

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import toml from 'toml';
+import { parseApiConfig, type ApiConfig } from '../api/config.js';
 import type { ComponentKind, SinkType, SourceType, TransformType } from '../components.js';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { interpolate } from './interpolate.js';
@@ -40,6 +41,8 @@ export interface ComponentPlan<T> {
 
 export interface LoadedConfig {
   dataDir: string;
+  /** Vector's global `api` table. */
+  api: ApiConfig;
   sources: ComponentPlan<AnySourceType>[];
   transforms: ComponentPlan<AnyTransformType>[];
   sinks: ComponentPlan<AnySinkType>[];
@@ -122,7 +125,7 @@ function checkConfig(merged: ConfigTable, registry: Registry, problems: ConfigPr
   const global = new ConfigReader('global', merged, problems);
   global.accept(...SECTIONS, ...ACCEPTED_GLOBALS);
   const dataDir = global.string('data_dir', DEFAULT_DATA_DIR);
-  global.table('api').accept('enabled', 'address', 'playground', 'graphql');
+  const api = parseApiConfig(global.table('api'));
   global.finish();
 
   const ids = new Map<string, Section>();
@@ -177,7 +180,7 @@ function checkConfig(merged: ConfigTable, registry: Registry, problems: ConfigPr
   for (const source of plans.sources) {
     if (!consumed.has(source.id)) warnings.push(`sources.${source.id}: no component takes its output`);
   }
-  return { dataDir, ...plans, warnings };
+  return { dataDir, api, ...plans, warnings };
 }
 
 function lookup(registry: Registry, section: Section, typeName: string) {

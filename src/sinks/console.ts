@@ -162,14 +162,23 @@ export function encodeJson(batch: LineBatch): string {
   let out = '';
   for (let i = 0; i < count; i++) {
     const message = bytes.toString('utf8', offsets[i], offsets[i + 1]);
-    const object = meta.format === 'json' ? parseObject(message) : undefined;
-    const event: Record<string, unknown> =
-      object === undefined
-        ? { file: meta.file, host: meta.host, message, source_type: meta.sourceType, timestamp }
-        : { file: meta.file, host: meta.host, source_type: meta.sourceType, timestamp, ...object };
-    out += JSON.stringify(sortKeys(event)) + '\n';
+    out += JSON.stringify(eventOf(meta, message, timestamp)) + '\n';
   }
   return out;
+}
+
+/**
+ * One line as a Vector-shaped event, keys sorted (shared with the file sink, which also needs
+ * the event's fields to render its path template). `timestamp` is `meta.timestampMs` as ISO text,
+ * passed in so a batch formats it once.
+ */
+export function eventOf(meta: LineBatch['meta'], message: string, timestamp: string): Record<string, unknown> {
+  const object = meta.format === 'json' ? parseObject(message) : undefined;
+  const event: Record<string, unknown> =
+    object === undefined
+      ? { file: meta.file, host: meta.host, message, source_type: meta.sourceType, timestamp }
+      : { file: meta.file, host: meta.host, source_type: meta.sourceType, timestamp, ...object };
+  return sortKeys(event) as Record<string, unknown>;
 }
 
 function parseObject(text: string): Record<string, unknown> | undefined {
