@@ -679,8 +679,11 @@ export class FileSource implements Source {
     if (opened.inode !== tailer.inode) return;
     tailer.rekey = false;
     if (opened.key === tailer.key || this.tailers.has(opened.key)) return;
+    // The old fingerprint now names the old content, which copytruncate left in a copy: keep its
+    // position (and its checkpoint entry) so that the copy, if matched, resumes instead of re-reading.
     this.forget(tailer);
-    this.checkpointer?.delete(tailer.key);
+    if (tailer.truncatedAt !== null) this.retired.set(tailer.key, tailer.truncatedAt);
+    tailer.truncatedAt = null;
     tailer.key = opened.key;
     tailer.fingerprint = opened.fingerprint;
     this.track(tailer);
@@ -785,8 +788,8 @@ export class FileSource implements Source {
         if (!tailer.isOpen) continue;
         if (tailer.draining) {
           if (now - tailer.drainingSinceMs >= this.config.rotateWaitSecs * 1000) {
+            // Given up: an unfinished last line is a fragment, not sent (the warning says so).
             events.rotateWaitElapsed(this.context.telemetry, this.id, tailer.path, this.config.rotateWaitSecs);
-            this.finish(tailer);
             await this.retire(tailer);
           }
           continue;

@@ -96,6 +96,8 @@ export class FileTailer {
   suspended = false;
   /** The file was truncated: a checksum fingerprint must be taken again once it has its first lines. */
   rekey = false;
+  /** Where reading was when the truncation was noticed: a copy of the old content resumes there. */
+  truncatedAt: number | null = null;
   /** A read turn is running on this file: it must not be closed under it. */
   busy = false;
   /** Something may be readable (watch event or size check): read it even if idle. */
@@ -106,7 +108,7 @@ export class FileTailer {
   lastDataMs = Date.now();
   /** Since when reads have found the end of the file with nothing in flight (for `remove_after_secs`). */
   eofSinceMs: number | null = null;
-  /** Modification time when opened, ms (for `oldest_first`). */
+  /** Modification time when opened, ms (for `oldest_first`: the least recently written file is the oldest). */
   readonly createdMs: number;
   private readonly splitter: LineSplitter;
   private handle: FileHandle | null;
@@ -120,7 +122,7 @@ export class FileTailer {
     this.gzip = opened.gzip;
     this.path = filePath;
     this.handle = opened.handle;
-    this.createdMs = Number(opened.stats.birthtimeMs > 0n ? opened.stats.birthtimeMs : opened.stats.mtimeMs);
+    this.createdMs = Number(opened.stats.mtimeMs);
     this.splitter = new LineSplitter({ ...split, position });
     this.acks = new AckTracker(position);
     this.chunkBytes = chunkBytes;
@@ -166,6 +168,7 @@ export class FileTailer {
     if (this.handle === null || this.gzip) return false;
     const stats = await this.handle.stat({ bigint: true });
     if (stats.size >= BigInt(this.splitter.position)) return false;
+    this.truncatedAt = this.splitter.position;
     this.splitter.reset(0);
     this.rekey = true;
     return true;
@@ -180,6 +183,7 @@ export class FileTailer {
     const stats = await this.handle.stat({ bigint: true });
     const position = BigInt(this.splitter.position);
     if (stats.size < position) {
+      this.truncatedAt = this.splitter.position;
       this.splitter.reset(0);
       this.rekey = true;
       return 'truncated';
