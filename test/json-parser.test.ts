@@ -8,6 +8,98 @@ const module = compileModuleSync(new Uint8Array(readFileSync(JSON_PARSER_WASM)))
 const encoder = new TextEncoder();
 const fixtures = jsonParserFixtures();
 
+/** mulberry32: seeded floats in [0, 1), so a failing line can be regenerated from the seed. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Random lines near the plugin's edges: objects with the keys it looks for (some written with
+ * escapes), JSON whitespace anywhere, string escapes including lone surrogates, numbers valid and
+ * not, nesting around the limit of 127, and a third of the lines with a few bytes inserted,
+ * deleted or cut (including bytes that are not UTF-8).
+ */
+function edgeLines(seed: number, count: number): Uint8Array[] {
+  const random = seededRandom(seed);
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
+  const WHITESPACE = ['', '', '', ' ', '\t', '\n', '\r', '  '];
+  const STRING_PARTS = ['a', 'é', '日', '🎉', '\\n', '\\"', '\\\\', '\\/', '\\u0041', '\\u00e9', '\\ud83c\\udf89', '\\ud83c', '\\udf89', '\\u12', '\\x', '\t', '\u0001', ' '];
+  const KEYS = ['metadata', 'user', 'session', 'id', 'user_id', 'session_id', 'log_size_bytes', 'a', 'b', 'metad\\u0061ta', 'us\\u0065r', '\\u0069d', 'log_size_byte\\u0073'];
+  const NUMBERS = ['0', '-0', '1', '-1', '1.5', '1.10', '1e400', '-1E-3', '18446744073709551617', '01', '1.', '.5', '-', '1e', '+1', '1e+2'];
+  const LITERALS = ['true', 'false', 'null', 'tru', 'nul'];
+  const MUTATIONS = [...encoder.encode('{}[]":,\\ 0e-.tnu'), 0xff, 0xc3, 0x80, 0x00];
+  const ws = (): string => pick(WHITESPACE);
+  const string = (): string => `"${Array.from({ length: Math.floor(random() * 4) }, () => pick(STRING_PARTS)).join('')}"`;
+  const value = (depth: number): string => {
+    const r = random();
+    if (depth > 4 || r < 0.45) return r < 0.15 ? pick(NUMBERS) : r < 0.3 ? string() : pick(LITERALS);
+    if (r < 0.65) return `[${ws()}${Array.from({ length: Math.floor(random() * 3) }, () => value(depth + 1)).join(`${ws()},${ws()}`)}${ws()}]`;
+    return object(depth + 1);
+  };
+  const object = (depth: number): string =>
+    `{${ws()}${Array.from({ length: Math.floor(random() * 4) }, () => `"${pick(KEYS)}"${ws()}:${ws()}${value(depth)}`).join(`${ws()},${ws()}`)}${ws()}}`;
+  const lines: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    const r = random();
+    const nest = 124 + Math.floor(random() * 6);
+    const text = r < 0.08 ? `{"a":${'['.repeat(nest)}${random() < 0.5 ? '' : '{}'}${']'.repeat(nest)}}` : `${ws()}${object(0)}${ws()}`;
+    const bytes = [...encoder.encode(text)];
+    if (random() < 0.33) {
+      for (let k = 1 + Math.floor(random() * 2); k > 0; k--) {
+        const at = Math.floor(random() * (bytes.length + 1));
+        const op = random();
+        if (op < 0.33) bytes.splice(at, 1);
+        else if (op < 0.66) bytes.splice(at, 0, pick(MUTATIONS));
+        else bytes.length = Math.min(bytes.length, at);
+      }
+    }
+    lines.push(new Uint8Array(bytes));
+  }
+  return lines;
+}
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+const isObject = (value: Json | undefined): value is { [key: string]: Json } =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+const nesting = (value: Json): number =>
+  Array.isArray(value) ? 1 + Math.max(0, ...value.map(nesting)) : isObject(value) ? 1 + Math.max(0, ...Object.values(value).map(nesting)) : 0;
+const hasLoneSurrogate = (value: Json): boolean =>
+  typeof value === 'string'
+    ? /\p{Cs}/u.test(value)
+    : Array.isArray(value)
+      ? value.some(hasLoneSurrogate)
+      : isObject(value) && Object.entries(value).some(([key, inner]) => /\p{Cs}/u.test(key) || hasLoneSurrogate(inner));
+const JSON_WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
+
+/**
+ * The plugin's rules as a model on JSON.parse: the parsed output it must emit for `input`, or
+ * undefined when the line must pass through unchanged.
+ */
+function modelRewrite(input: Uint8Array): Json | undefined {
+  let parsed: Json;
+  try {
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(input)) as Json;
+  } catch {
+    return undefined;
+  }
+  if (!isObject(parsed) || nesting(parsed) >= 128 || hasLoneSurrogate(parsed)) return undefined;
+  const expected: { [key: string]: Json } = { ...parsed };
+  const metadata = parsed['metadata'];
+  for (const section of ['user', 'session'] as const) {
+    const holder = isObject(metadata) ? metadata[section] : undefined;
+    if (isObject(holder) && Object.hasOwn(holder, 'id')) expected[`${section}_id`] = holder['id']!;
+  }
+  expected['log_size_bytes'] = input.byteLength;
+  return expected;
+}
+
 describe('the committed json_parser.wasm', () => {
   it('imports nothing and exports the ABI v1 surface with the documented arities', () => {
     expect(moduleImports(module)).toEqual([]);
@@ -50,6 +142,45 @@ describe('the committed json_parser.wasm', () => {
     const outcome = runner.processBatch(data, offsets);
     expect(outcome.failures).toEqual([]);
     expect(fromBatchLayout(outcome.data, outcome.offsets)).toEqual(lines.map((f) => f.expected));
+  });
+
+  it('agrees with a JSON.parse model of its rules on seeded edge-case lines, and copies the object as written', () => {
+    const lines = edgeLines(20251125, 3000);
+    const { data, offsets } = toBatchLayout(lines);
+    const outcome = new PluginRunner(module).processBatch(data, offsets);
+    expect(outcome.failures).toEqual([]);
+    const out = fromBatchLayout(outcome.data, outcome.offsets);
+    expect(out.length).toBe(lines.length);
+    let rewritten = 0;
+    let copiedAsWritten = 0;
+    lines.forEach((input, i) => {
+      const expected = modelRewrite(input);
+      const line = `line ${i}: ${Buffer.from(input).toString('latin1')}`;
+      if (expected === undefined) {
+        expect(Buffer.from(out[i]!).toString('latin1'), line).toBe(Buffer.from(input).toString('latin1'));
+        return;
+      }
+      rewritten++;
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(out[i]);
+      expect(JSON.parse(text), line).toEqual(expected);
+      // With no member to remove, the output begins with the object's own bytes up to its `}`.
+      const parsed = JSON.parse(new TextDecoder().decode(input)) as { [key: string]: Json };
+      const removes = Object.hasOwn(parsed, 'log_size_bytes') || ['user', 'session'].some((s) => Object.hasOwn(parsed, `${s}_id`) && Object.hasOwn(expected as object, `${s}_id`));
+      if (!removes) {
+        let start = 0;
+        let end = input.byteLength;
+        while (JSON_WHITESPACE.has(input[start]!)) start++;
+        while (JSON_WHITESPACE.has(input[end - 1]!)) end--;
+        const body = Buffer.from(input.subarray(start, end - 1));
+        expect(Buffer.from(out[i]!.subarray(0, body.byteLength)).toString('latin1'), line).toBe(body.toString('latin1'));
+        copiedAsWritten++;
+      }
+    });
+    // The generator must reach both outcomes and both rewrite paths, or this test proves little.
+    expect(rewritten).toBeGreaterThan(500);
+    expect(lines.length - rewritten).toBeGreaterThan(500);
+    expect(copiedAsWritten).toBeGreaterThan(300);
+    expect(rewritten - copiedAsWritten).toBeGreaterThan(100);
   });
 
   it('rewrites a 1 MiB line, then a short one, byte-exact', () => {
