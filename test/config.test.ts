@@ -66,7 +66,7 @@ describe('config', () => {
     ['an unknown nested key', `${SOURCE}${CONSOLE('["in"]')}encoding.codek = "json"\n`,
       ['sinks.out: unknown key "encoding.codek"']],
     ['an unknown type', `${SOURCE}[sinks.out]\ntype = "kafka"\ninputs = ["in"]\n`,
-      ['sinks.out: unknown sink type "kafka" (known: blackhole, console, file, opentelemetry)']],
+      ['sinks.out: unknown sink type "kafka" (known: blackhole, console, file, opentelemetry, prometheus_exporter)']],
     ['a missing type', `${SOURCE}[sinks.out]\ninputs = ["in"]\n`, ['sinks.out: missing required key "type"']],
     ['missing inputs', `${SOURCE}[sinks.out]\ntype = "console"\n`, ['sinks.out: missing required key "inputs"']],
     ['empty inputs', `${SOURCE}${CONSOLE('[]')}`, ['sinks.out: "inputs" must name at least one component']],
@@ -94,7 +94,7 @@ describe('config', () => {
     expect(problems(text)).toEqual([
       'global: unknown key "bogus"',
       'transforms.parse: unknown key "modul"',
-      'sinks.out: unknown sink type "kafka" (known: blackhole, console, file, opentelemetry)',
+      'sinks.out: unknown sink type "kafka" (known: blackhole, console, file, opentelemetry, prometheus_exporter)',
       'transforms.parse: input "ghost" does not name a source or transform',
     ]);
   });
