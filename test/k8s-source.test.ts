@@ -209,6 +209,54 @@ describe('kubernetes_logs source on a /var/log/pods tree', () => {
     });
   });
 
+  it('stop() sends a held partial line on its own instead of waiting for its end', async () => {
+    const root = await fileTempDir();
+    const dataDir = await fileTempDir();
+    const file = await writePodLog(root, { namespace: 'ns', name: 'p', uid: UID_A, container: 'c' }, `${t(1)} stdout P cut at shutdown\n`);
+    const { source, downstream, telemetry } = buildK8sSource(root, { dataDir, internal: { partialFlushTimeoutMs: 600_000 } });
+    await source.start();
+    await pollUntil('the partial line read', () => telemetry.counter('component_received_events_total', 'k8s') >= 1);
+    expect(downstream.batches).toHaveLength(0);
+    // Without the flush, stop() would wait forever for the held batch's acknowledgement.
+    await source.stop();
+    expect(emittedLines(downstream.batches).map((l) => l.text)).toEqual(['cut at shutdown']);
+    expect(telemetry.counter('kubernetes_partial_lines_flushed_total', 'k8s')).toBe(1);
+    const { checkpoints } = await loadCheckpoints(checkpointsPath(dataDir, 'k8s'));
+    expect([...checkpoints.values()].map((c) => c.position)).toEqual([(await stat(file)).size]);
+  });
+
+  it('flushes the oldest partial line when held batches would fill the delivery window', async () => {
+    const root = await fileTempDir();
+    const dataDir = await fileTempDir();
+    // A window of 2 batches: at most 1 may be held for an unfinished message.
+    const a = await writePodLog(root, { namespace: 'ns', name: 'a', uid: UID_A, container: 'c' }, `${t(1)} stdout P a-start\n`);
+    const { source, downstream, telemetry } = buildK8sSource(root, {
+      dataDir,
+      fileInternal: { maxInFlightBatches: 2 },
+      internal: { partialFlushTimeoutMs: 600_000 },
+    });
+    await source.start();
+    await pollUntil('a read', () => telemetry.counter('component_received_events_total', 'k8s') >= 1);
+    expect(downstream.batches).toHaveLength(0);
+    await writePodLog(root, { namespace: 'ns', name: 'b', uid: UID_B, container: 'c' }, `${t(1)} stdout P b-start\n`);
+    await pollUntil('a flushed when b is held too', () => downstream.batches.length === 1, {
+      describe: () => JSON.stringify(emittedLines(downstream.batches)),
+    });
+    expect(emittedLines(downstream.batches).map((l) => [l.pod, l.text])).toEqual([['ns/a', 'a-start']]);
+    expect(telemetry.counter('kubernetes_partial_lines_flushed_total', 'k8s')).toBe(1);
+    // The window is not jammed: a's continuation is still read (as its own line), and b merges.
+    await appendFile(a, `${t(2)} stdout F a-end\n`);
+    await appendFile(path.join(root, `ns_b_${UID_B}`, 'c', '0.log'), `${t(2)} stdout F b-end\n`);
+    await pollUntil('both continuations', () => downstream.batches.length === 3, {
+      describe: () => JSON.stringify(emittedLines(downstream.batches)),
+    });
+    expect(emittedLines(downstream.batches).map((l) => [l.pod, l.text]).sort()).toEqual([
+      ['ns/a', 'a-end'],
+      ['ns/a', 'a-start'],
+      ['ns/b', 'b-startb-end'],
+    ]);
+  });
+
   it('forwards lines of a file outside the pod layout without kubernetes fields, counted', async () => {
     const root = await fileTempDir();
     const dataDir = await fileTempDir();
