@@ -1,10 +1,11 @@
 import { fileURLToPath } from 'node:url';
 import { ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
 import protobuf from 'protobufjs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { batchFromLines, type BatchMeta, type LineBatch } from '../src/event.js';
 import { BatchEncoder, requestBody, varintSize, type EncodedSlice } from '../src/sinks/opentelemetry/encode.js';
 import { RecordMapper } from '../src/sinks/opentelemetry/mapping.js';
+import { MAX_DEPTH } from '../src/sinks/opentelemetry/transcode.js';
 
 const root = protobuf.loadSync(fileURLToPath(new URL('./support/otlp-logs.proto', import.meta.url)));
 const ExportLogsServiceRequest = root.lookupType('opentelemetry.proto.ExportLogsServiceRequest');
@@ -160,5 +161,124 @@ describe('OTLP protobuf encoder', () => {
     [2 ** 32, 5],
   ])('varintSize(%i) = %i', (value, size) => {
     expect(varintSize(value)).toBe(size);
+  });
+});
+
+/** mulberry32: a small seeded generator, so a failing case can be replayed. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Random JSON text with every form the transcoder handles differently: escapes, number forms, blanks, keys. */
+function randomJson(random: () => number): string {
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
+  const blank = (): string => (random() < 0.15 ? pick([' ', '\t', '  ', '\r\n ']) : '');
+  const CHARS = ['a', 'Z', ' ', 'é', '€', '🎉', 'ключ', '"', '\\', '/', '\n', '\t', '\b', '\u0001', '\u001f', '\ud83d\ude00'];
+  const RAW_ESCAPES = ['\\ud800', '\\udc00', '\\ud83d\\ude00', '\\ud83dx', '\\u00e9', '\\u00E9', '\\/', '\\u0000'];
+  const string = (): string => {
+    let out = '"';
+    const length = Math.floor(random() * 6);
+    for (let i = 0; i < length; i++) {
+      if (random() < 0.1) {
+        out += pick(RAW_ESCAPES);
+        continue;
+      }
+      const text = pick(CHARS);
+      // Either JSON.stringify's form, or every UTF-16 unit as \uXXXX.
+      out +=
+        random() < 0.2
+          ? [...text].map((c) => [...Array(c.length).keys()].map((k) => `\\u${c.charCodeAt(k).toString(16).padStart(4, '0')}`).join('')).join('')
+          : JSON.stringify(text).slice(1, -1);
+    }
+    return `${out}"`;
+  };
+  const NUMBERS = ['0', '-0', '7', '-42', '0.5', '-0.25', '1e3', '1E-2', '2.0', '1.5e300', '-1e400', '9007199254740993', '12345678901234567890', '-9223372036854775808', '9223372036854775807', '123456789012345', '1234567890123456', '4294967296', '-4294967296', '3.14159'];
+  const KEYS = ['msg', 'level', 'ts', 'timestamp', 'time', 'severity', 'a', 'b', '2', '01', '__proto__', 'ключ', 'x y'];
+  const TIMES = ['"2024-05-06T07:08:09.123Z"', '"2024-02-30T00:00:00Z"', '1700000000123', '"1714979289123456789"', '"soon"', 'true', '1.5'];
+  const LEVELS = ['"info"', '"WARN"', '"verbose"', '30', '13', '99', '"17"', 'null', '{}'];
+  const value = (depth: number, key?: string): string => {
+    if (key === 'ts' || key === 'timestamp' || key === 'time') return pick(TIMES);
+    if (key === 'level' || key === 'severity') return pick(LEVELS);
+    const r = random();
+    if (depth > 3 || r < 0.35) return string();
+    if (r < 0.6) return pick(NUMBERS);
+    if (r < 0.7) return pick(['true', 'false', 'null']);
+    if (r < 0.85) return `[${blank()}${Array.from({ length: Math.floor(random() * 4) }, () => value(depth + 1)).join(`${blank()},${blank()}`)}${blank()}]`;
+    return object(depth + 1);
+  };
+  const object = (depth: number): string => {
+    const keys = Array.from({ length: Math.floor(random() * 6) }, () => (random() < 0.2 ? string().slice(1, -1) : pick(KEYS)));
+    const members = keys.map((key) => `${blank()}${JSON.stringify(key)}${blank()}:${blank()}${value(depth, depth === 1 ? key : undefined)}${blank()}`);
+    return `{${members.join(',')}${blank()}}`;
+  };
+  return object(1);
+}
+
+describe('OTLP protobuf encoder: byte transcoder against JSON.parse', () => {
+  it('random lines (escapes, number forms, blanks, duplicate and integer-like keys, broken lines) encode as JSON.parse + the OTel serializer would', () => {
+    const random = seeded(20241125);
+    const lines: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const line = randomJson(random);
+      // Some lines broken: cut short, or with something after the object.
+      const r = random();
+      lines.push(r < 0.05 ? line.slice(0, Math.floor(random() * line.length)) : r < 0.08 ? `${line}x` : line);
+    }
+    const input = batch(lines);
+    const encoder = new BatchEncoder('logwasm');
+    const encoded = encoder.encode(input);
+    expect(decode(requestBody([{ batch: encoded, from: 0, to: lines.length }]))).toEqual(reference(input));
+    // The fast path did most of the work, and the fallback was exercised too.
+    expect(encoder.stats.transcoded).toBeGreaterThan(lines.length / 2);
+    expect(encoder.stats.other).toBeGreaterThan(100);
+  });
+
+  it('the benchmark corpus takes the fast path for every line', () => {
+    const lines = [
+      '{"ts":"2024-01-01T00:00:00.123Z","level":"info","msg":"request done","service":"api","method":"GET","path":"/v1/users/42","status":200,"duration_ms":12.34,"bytes":512}',
+      '{"ts":"2024-01-01T00:00:00.124Z","level":"warn","msg":"slow","metadata":{"user":{"id":"u-123456"},"session":{"id":"0123abcd4567ef89"}}}',
+    ];
+    const input = batch(lines);
+    const encoder = new BatchEncoder('logwasm');
+    const encoded = encoder.encode(input);
+    expect(encoder.stats).toEqual({ transcoded: 2, other: 0 });
+    expect(decode(requestBody([{ batch: encoded, from: 0, to: 2 }]))).toEqual(reference(input));
+  });
+
+  it('a line never reads into the next one', () => {
+    // Each line alone is broken; glued to its neighbour it would be an object.
+    const input = batch(['{"a":', '1}', '{', '}', '{"b":"x', '"}', '{"c":[', ']}']);
+    expect(decode(whole(input))).toEqual(reference(input));
+  });
+
+  it('invalid UTF-8 inside a JSON line goes through JSON.parse (U+FFFD), other lines of the batch stay fast', () => {
+    const input = batch([new Uint8Array([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc3, 0x22, 0x7d]), '{"ok":1}']);
+    const encoder = new BatchEncoder('logwasm');
+    const encoded = encoder.encode(input);
+    expect(encoder.stats).toEqual({ transcoded: 1, other: 1 });
+    expect(decode(requestBody([{ batch: encoded, from: 0, to: 2 }]))).toEqual(reference(input));
+  });
+
+  it('nesting past the transcoder limit goes through JSON.parse, with the same result', () => {
+    // Three protobuf levels per JSON level: lift protobufjs's default limit of 100 for this decode.
+    const limits = { util: protobuf.util.recursionLimit, reader: protobuf.Reader.recursionLimit };
+    protobuf.util.recursionLimit = protobuf.Reader.recursionLimit = 1000;
+    onTestFinished(() => {
+      protobuf.util.recursionLimit = limits.util;
+      protobuf.Reader.recursionLimit = limits.reader;
+    });
+    const depth = MAX_DEPTH + 5;
+    const input = batch([`${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`, `{"b":${'['.repeat(depth)}${']'.repeat(depth)}}`, '{"c":[[1]]}']);
+    const encoder = new BatchEncoder('logwasm');
+    const encoded = encoder.encode(input);
+    expect(encoder.stats).toEqual({ transcoded: 1, other: 2 });
+    expect(decode(requestBody([{ batch: encoded, from: 0, to: 3 }]))).toEqual(reference(input));
   });
 });

@@ -18,11 +18,15 @@ import {
   eventTime,
   hrTimeFromMs,
   parseObject,
+  parseSeverity,
+  parseTimestamp,
   recordAttributes,
   resourceAttributes,
   severityOf,
   type HrTime,
+  type Severity,
 } from './mapping.js';
+import { JsonTranscoder } from './transcode.js';
 
 /** Name of the instrumentation scope of every record. */
 export const SCOPE_NAME = 'logwasm';
@@ -99,7 +103,7 @@ export function varintSize(value: number): number {
  * room for their length prefix (`begin`) and fix it up when they end (`end`), moving the content
  * in the rare case the reservation was wrong: one pass, no size pre-computation.
  */
-class Writer {
+export class Writer {
   buf: Uint8Array;
   pos = 0;
   private readonly floats = new Float64Array(1);
@@ -153,6 +157,25 @@ class Writer {
     }
     buf[pos++] = low;
     this.pos = pos;
+  }
+
+  /** An int64 varint of an integer in [-2^63, 2^63). */
+  int64(value: number): void {
+    if (value >= 0 && value < TWO_32) {
+      this.varint(value);
+      return;
+    }
+    const magnitude = Math.abs(value);
+    let low = magnitude % TWO_32;
+    let high = (magnitude - low) / TWO_32;
+    if (value < 0) {
+      // Two's complement of the 64-bit magnitude.
+      low = ~low >>> 0;
+      high = ~high >>> 0;
+      low = (low + 1) >>> 0;
+      if (low === 0) high = (high + 1) >>> 0;
+    }
+    this.varint64(low >>> 0, high >>> 0);
   }
 
   fixed64(low: number, high: number): void {
@@ -252,25 +275,6 @@ function writeHrTime(writer: Writer, time: HrTime): void {
   writer.fixed64(lowSum >>> 0, high);
 }
 
-/** An int64 varint of an integer in [-2^63, 2^63). */
-function writeInt64(writer: Writer, value: number): void {
-  if (value >= 0 && value < TWO_32) {
-    writer.varint(value);
-    return;
-  }
-  const magnitude = Math.abs(value);
-  let low = magnitude % TWO_32;
-  let high = (magnitude - low) / TWO_32;
-  if (value < 0) {
-    // Two's complement of the 64-bit magnitude.
-    low = ~low >>> 0;
-    high = ~high >>> 0;
-    low = (low + 1) >>> 0;
-    if (low === 0) high = (high + 1) >>> 0;
-  }
-  writer.varint64(low >>> 0, high >>> 0);
-}
-
 /**
  * An AnyValue's content (no tag or length of its own): the OTel JS rules, so bodies match what the
  * exporter sent before: integers in int64 range as int_value, other numbers as double_value, null
@@ -289,7 +293,7 @@ function writeAnyValue(writer: Writer, value: unknown): void {
     case 'number':
       if (Number.isInteger(value) && value >= -INT64_LIMIT && value < INT64_LIMIT) {
         writer.byte(TAG_INT);
-        writeInt64(writer, value);
+        writer.int64(value);
       } else {
         writer.byte(TAG_DOUBLE);
         writer.double(value);
@@ -362,6 +366,9 @@ export class BatchEncoder {
   private readonly writer = new Writer(INITIAL_ENCODE_BUFFER_BYTES);
   /** Batch-constant parts, encoded once per batch and copied into every record. */
   private readonly recordAttributes = new Writer(256);
+  private readonly transcoder = new JsonTranscoder(this.writer);
+  /** Records encoded so far by the byte transcoder and through JSON.parse or as text: for tests and benchmarks. */
+  readonly stats = { transcoded: 0, other: 0 };
 
   constructor(private readonly serviceName: string) {}
 
@@ -393,14 +400,25 @@ export class BatchEncoder {
     const recordOffsets = new Uint32Array(count + 1);
     const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const parseJson = meta.format === 'json';
+    // One check for the whole batch; only a batch with invalid UTF-8 somewhere is checked per line.
+    const allUtf8 = parseJson && isUtf8(data);
     for (let i = 0; i < count; i++) {
       recordOffsets[i] = writer.pos;
       const start = offsets[i]!;
       const end = offsets[i + 1]!;
+      const brace = parseJson ? objectStart(data, start, end) : -1;
+      if (brace !== -1) {
+        if ((allUtf8 || isUtf8(data.subarray(start, end))) && this.transcodeRecord(data, text, brace, end, observed, attributeBytes)) {
+          this.stats.transcoded++;
+          continue;
+        }
+        // Not for the fast path (see transcode.ts): start the record again through JSON.parse.
+        writer.pos = recordOffsets[i]!;
+      }
+      this.stats.other++;
       writer.byte(TAG_LOG_RECORD);
       const recordStart = writer.begin(2);
-      // Cheap pre-check (as parseObject's) before paying for a string: only `{...` lines can be records.
-      const object = parseJson && looksLikeObject(data, start, end) ? parseObject(text.toString('utf8', start, end)) : undefined;
+      const object = brace !== -1 ? parseObject(text.toString('utf8', start, end)) : undefined;
       if (object === undefined) {
         writer.byte(TAG_TIME);
         writeHrTime(writer, observed);
@@ -412,17 +430,7 @@ export class BatchEncoder {
       } else {
         writer.byte(TAG_TIME);
         writeHrTime(writer, eventTime(object) ?? observed);
-        const severity = severityOf(object);
-        if (severity !== undefined) {
-          if (severity.severityNumber !== 0) {
-            writer.byte(TAG_SEVERITY_NUMBER);
-            writer.varint(severity.severityNumber);
-          }
-          if (severity.severityText !== '') {
-            writer.byte(TAG_SEVERITY_TEXT);
-            writer.string(severity.severityText);
-          }
-        }
+        writeSeverity(writer, severityOf(object));
         writer.byte(TAG_BODY);
         const bodyStart = writer.begin(2);
         writer.byte(TAG_KVLIST);
@@ -446,6 +454,50 @@ export class BatchEncoder {
   }
 
   /**
+   * A JSON object line as a whole LogRecord entry through the transcoder; false (with the writer
+   * left anywhere past the record's start) when the line needs the JSON.parse path.
+   */
+  private transcodeRecord(
+    data: Uint8Array,
+    text: Buffer,
+    brace: number,
+    end: number,
+    observed: HrTime,
+    attributeBytes: Uint8Array,
+  ): boolean {
+    const writer = this.writer;
+    writer.byte(TAG_LOG_RECORD);
+    const recordStart = writer.begin(2);
+    // The body first: the timestamp and severity are known only once the object was read.
+    // Field order does not matter in protobuf.
+    writer.byte(TAG_BODY);
+    const bodyStart = writer.begin(2);
+    writer.byte(TAG_KVLIST);
+    const listStart = writer.begin(2);
+    if (!this.transcoder.object(data, text, brace, end)) return false;
+    writer.end(listStart, 2);
+    writer.end(bodyStart, 2);
+    // The same rules as eventTime() and severityOf(), over the captured fields.
+    const captured = this.transcoder.captured;
+    let time: HrTime | undefined;
+    for (let k = 0; k < 3 && time === undefined; k++) {
+      const value = captured[k];
+      if (value !== undefined) time = parseTimestamp(value);
+    }
+    writer.byte(TAG_TIME);
+    writeHrTime(writer, time ?? observed);
+    const level = captured[3] ?? captured[4];
+    writeSeverity(writer, level === undefined ? undefined : parseSeverity(level));
+    writer.ensure(attributeBytes.length);
+    writer.buf.set(attributeBytes, writer.pos);
+    writer.pos += attributeBytes.length;
+    writer.byte(TAG_OBSERVED_TIME);
+    writeHrTime(writer, observed);
+    writer.end(recordStart, 2);
+    return true;
+  }
+
+  /**
    * A line as a length-delimited string. Valid UTF-8 (nearly every line) is copied as it is;
    * anything else is decoded, which replaces invalid sequences with U+FFFD as OTLP strings require.
    */
@@ -459,11 +511,24 @@ export class BatchEncoder {
   }
 }
 
-/** Whether the line's first non-blank byte is `{` (spaces and tabs skipped, as parseObject does). */
-function looksLikeObject(data: Uint8Array, start: number, end: number): boolean {
+/** Where the line's first non-blank byte is, if it is `{` (spaces and tabs skipped, as parseObject does); else -1. */
+function objectStart(data: Uint8Array, start: number, end: number): number {
   let i = start;
   while (i < end && (data[i] === 0x20 || data[i] === 0x09)) i++;
-  return i < end && data[i] === 0x7b;
+  return i < end && data[i] === 0x7b ? i : -1;
+}
+
+/** Severity number (unless unspecified) and text (unless empty), as the OTel serializer writes them. */
+function writeSeverity(writer: Writer, severity: Severity | undefined): void {
+  if (severity === undefined) return;
+  if (severity.severityNumber !== 0) {
+    writer.byte(TAG_SEVERITY_NUMBER);
+    writer.varint(severity.severityNumber);
+  }
+  if (severity.severityText !== '') {
+    writer.byte(TAG_SEVERITY_TEXT);
+    writer.string(severity.severityText);
+  }
 }
 
 /** Bytes of the `resource_logs` entry that carries `slice`. */

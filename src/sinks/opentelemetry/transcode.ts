@@ -1,0 +1,471 @@
+/**
+ * The fast path of the OTLP encoder: a JSON object line's bytes turned straight into an OTLP
+ * `KeyValueList` (the record body), without JSON.parse, JS strings or objects. Strings are copied
+ * as bytes, integers written from their digits.
+ *
+ * It must give exactly what JSON.parse followed by the OTel value rules gives, so anything it does
+ * not handle the same way cheaply it refuses (returns false), and the caller rolls back and takes
+ * the JSON.parse path: invalid JSON, duplicate keys (JSON.parse keeps the last value at the first
+ * key's place), keys starting with a digit (JS objects list array-index keys first), nesting deeper
+ * than `MAX_DEPTH`. The caller checks the line is valid UTF-8 first.
+ *
+ * While transcoding the top-level object it captures the values of the timestamp and severity
+ * fields (mapping.ts's TIMESTAMP_FIELDS and SEVERITY_FIELDS) as JS values, for the same rules as
+ * the JSON.parse path.
+ */
+import type { Writer } from './encode.js';
+
+/** Nesting beyond this goes to the JSON.parse path (which has no recursion limit of ours). */
+export const MAX_DEPTH = 64;
+
+// AnyValue, KeyValue and list tags (see encode.ts).
+const TAG_STRING = 0x0a;
+const TAG_BOOL = 0x10;
+const TAG_INT = 0x18;
+const TAG_DOUBLE = 0x21;
+const TAG_ARRAY = 0x2a;
+const TAG_KVLIST = 0x32;
+const TAG_VALUES = 0x0a;
+const TAG_KEY = 0x0a;
+const TAG_VALUE = 0x12;
+
+const INT64_LIMIT = 2 ** 63;
+const TWO_32 = 0x1_0000_0000;
+
+/** Captured top-level fields, in this order: the timestamp fields, then the severity fields. */
+export const CAPTURED_FIELDS = ['timestamp', 'ts', 'time', 'level', 'severity'] as const;
+const CAPTURED_BYTES = CAPTURED_FIELDS.map((name) => new TextEncoder().encode(name));
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+export class JsonTranscoder {
+  private data: Uint8Array = new Uint8Array(0);
+  private text: Buffer = Buffer.alloc(0);
+  private end = 0;
+  private pos = 0;
+  /** FNV-1a hashes of the keys of every object being transcoded, innermost last. */
+  private hashes = new Int32Array(256);
+  private hashTop = 0;
+  /** Where the last string's content was written in the writer's buffer. */
+  private stringStart = 0;
+  private stringEnd = 0;
+  private stringEscaped = false;
+  /** Values of CAPTURED_FIELDS in the last object (string or number; undefined otherwise). */
+  readonly captured: (string | number | undefined)[] = [undefined, undefined, undefined, undefined, undefined];
+
+  constructor(private readonly w: Writer) {}
+
+  /**
+   * Writes the `KeyValueList` content of the object in `data[start, end)` (first byte `{`,
+   * leading blanks already skipped). False: not written as JSON.parse would see it; the caller
+   * restores the writer's position.
+   */
+  object(data: Uint8Array, text: Buffer, start: number, end: number): boolean {
+    this.data = data;
+    this.text = text;
+    this.end = end;
+    this.pos = start;
+    this.hashTop = 0;
+    const captured = this.captured;
+    for (let i = 0; i < captured.length; i++) captured[i] = undefined;
+    try {
+      if (!this.members(0)) return false;
+    } catch {
+      // A RangeError from an unexpectedly deep stack, or anything else unforeseen: slow path.
+      return false;
+    }
+    this.skipBlanks();
+    return this.pos === end;
+  }
+
+  /** The byte at `pos`, or -1 at the end of the line (the batch's next line must not be read). */
+  private peek(): number {
+    return this.pos < this.end ? this.data[this.pos]! : -1;
+  }
+
+  private skipBlanks(): void {
+    const data = this.data;
+    const end = this.end;
+    let pos = this.pos;
+    while (pos < end) {
+      const c = data[pos]!;
+      if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) break;
+      pos++;
+    }
+    this.pos = pos;
+  }
+
+  /** At `{`: writes each member as a `KeyValueList.values` entry. */
+  private members(depth: number): boolean {
+    if (depth > MAX_DEPTH) return false;
+    const w = this.w;
+    this.pos++;
+    this.skipBlanks();
+    if (this.peek() === 0x7d) {
+      this.pos++;
+      return true;
+    }
+    const base = this.hashTop;
+    for (;;) {
+      if (this.peek() !== QUOTE) return false;
+      w.byte(TAG_VALUES);
+      const entry = w.begin(1);
+      w.byte(TAG_KEY);
+      if (!this.string()) return false;
+      const keyStart = this.stringStart;
+      const keyEnd = this.stringEnd;
+      const buf = w.buf;
+      // Integer-like keys would be reordered by a JS object: let JSON.parse decide.
+      if (keyEnd > keyStart && buf[keyStart]! >= 0x30 && buf[keyStart]! <= 0x39) return false;
+      let hash = 0x811c9dc5 | 0;
+      for (let i = keyStart; i < keyEnd; i++) hash = Math.imul(hash ^ buf[i]!, 0x01000193);
+      for (let i = base; i < this.hashTop; i++) if (this.hashes[i] === hash) return false;
+      if (this.hashTop === this.hashes.length) {
+        const grown = new Int32Array(this.hashes.length * 2);
+        grown.set(this.hashes);
+        this.hashes = grown;
+      }
+      this.hashes[this.hashTop++] = hash;
+      const capture = depth === 0 ? capturedIndex(buf, keyStart, keyEnd) : -1;
+
+      this.skipBlanks();
+      if (this.peek() !== 0x3a) return false;
+      this.pos++;
+      this.skipBlanks();
+      w.byte(TAG_VALUE);
+      const value = w.begin(1);
+      if (!this.value(depth + 1, capture)) return false;
+      w.end(value, 1);
+      w.end(entry, 1);
+      this.skipBlanks();
+      const c = this.peek();
+      if (c === 0x2c) {
+        this.pos++;
+        this.skipBlanks();
+        continue;
+      }
+      if (c === 0x7d) {
+        this.pos++;
+        this.hashTop = base;
+        return true;
+      }
+      return false;
+    }
+  }
+
+  /** At `[`: writes each item as an `ArrayValue.values` entry. */
+  private items(depth: number): boolean {
+    if (depth > MAX_DEPTH) return false;
+    const w = this.w;
+    this.pos++;
+    this.skipBlanks();
+    if (this.peek() === 0x5d) {
+      this.pos++;
+      return true;
+    }
+    for (;;) {
+      w.byte(TAG_VALUES);
+      const item = w.begin(1);
+      if (!this.value(depth + 1, -1)) return false;
+      w.end(item, 1);
+      this.skipBlanks();
+      const c = this.peek();
+      if (c === 0x2c) {
+        this.pos++;
+        this.skipBlanks();
+        continue;
+      }
+      if (c === 0x5d) {
+        this.pos++;
+        return true;
+      }
+      return false;
+    }
+  }
+
+  /** An AnyValue's content for the JSON value at `pos`; captures it when `capture` >= 0. */
+  private value(depth: number, capture: number): boolean {
+    const w = this.w;
+    const c = this.peek();
+    switch (c) {
+      case QUOTE: {
+        w.byte(TAG_STRING);
+        if (!this.string()) return false;
+        if (capture >= 0) {
+          // Decoded from what was written (escapes resolved), as the JS string JSON.parse gives.
+          const buf = w.buf;
+          this.captured[capture] = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString(
+            'utf8',
+            this.stringStart,
+            this.stringEnd,
+          );
+        }
+        return true;
+      }
+      case 0x7b: {
+        w.byte(TAG_KVLIST);
+        const start = w.begin(2);
+        if (!this.members(depth)) return false;
+        w.end(start, 2);
+        return true;
+      }
+      case 0x5b: {
+        w.byte(TAG_ARRAY);
+        const start = w.begin(1);
+        if (!this.items(depth)) return false;
+        w.end(start, 1);
+        return true;
+      }
+      case 0x74: // true
+        if (!this.literal(0x72, 0x75, 0x65, -1)) return false;
+        w.byte(TAG_BOOL);
+        w.byte(1);
+        return true;
+      case 0x66: // false
+        if (!this.literal(0x61, 0x6c, 0x73, 0x65)) return false;
+        w.byte(TAG_BOOL);
+        w.byte(0);
+        return true;
+      case 0x6e: // null: an empty AnyValue
+        return this.literal(0x75, 0x6c, 0x6c, -1);
+      default:
+        return this.number(capture);
+    }
+  }
+
+  /** The rest of `true`, `false` or `null` after its first byte (`d` is -1 for 4-letter words). */
+  private literal(a: number, b: number, c: number, d: number): boolean {
+    const data = this.data;
+    const pos = this.pos;
+    const length = d === -1 ? 4 : 5;
+    if (pos + length > this.end || data[pos + 1] !== a || data[pos + 2] !== b || data[pos + 3] !== c) return false;
+    if (d !== -1 && data[pos + 4] !== d) return false;
+    this.pos = pos + length;
+    return true;
+  }
+
+  /** A JSON number, by the OTel rule: integers in int64 range as int_value, the rest as double_value. */
+  private number(capture: number): boolean {
+    const data = this.data;
+    const end = this.end;
+    const start = this.pos;
+    let pos = start;
+    const negative = data[pos] === 0x2d;
+    if (negative) pos++;
+    if (pos >= end) return false;
+    const first = data[pos]!;
+    if (first < 0x30 || first > 0x39) return false;
+    let integer = 0;
+    const digitsStart = pos;
+    if (first === 0x30) {
+      pos++;
+    } else {
+      while (pos < end) {
+        const d = data[pos]! - 0x30;
+        if (d < 0 || d > 9) break;
+        integer = integer * 10 + d;
+        pos++;
+      }
+    }
+    const digits = pos - digitsStart;
+    let simple = true;
+    if (pos < end && data[pos] === 0x2e) {
+      simple = false;
+      pos++;
+      const fraction = pos;
+      while (pos < end && data[pos]! >= 0x30 && data[pos]! <= 0x39) pos++;
+      if (pos === fraction) return false;
+    }
+    const e = pos < end ? data[pos] : -1;
+    if (e === 0x65 || e === 0x45) {
+      simple = false;
+      pos++;
+      if (pos < end && (data[pos] === 0x2b || data[pos] === 0x2d)) pos++;
+      const exponent = pos;
+      while (pos < end && data[pos]! >= 0x30 && data[pos]! <= 0x39) pos++;
+      if (pos === exponent) return false;
+    }
+    this.pos = pos;
+    // Up to 15 digits the accumulated value is exact; longer or non-integer text is left to Number.
+    const value = simple && digits <= 15 ? (negative ? -integer : integer) : Number(this.text.toString('latin1', start, pos));
+    if (capture >= 0) this.captured[capture] = value;
+    const w = this.w;
+    if (Number.isInteger(value) && value >= -INT64_LIMIT && value < INT64_LIMIT) {
+      w.byte(TAG_INT);
+      if (value >= 0 && value < TWO_32) w.varint(value);
+      else w.int64(value);
+    } else {
+      w.byte(TAG_DOUBLE);
+      w.double(value);
+    }
+    return true;
+  }
+
+  /**
+   * At `"`: writes a length-delimited string. Without escapes the bytes are copied as they are
+   * (the line was checked to be valid UTF-8); escapes are decoded as JSON.parse does, lone
+   * surrogates becoming U+FFFD as UTF-8 encoding a JS string does. Control bytes are invalid JSON.
+   */
+  private string(): boolean {
+    const data = this.data;
+    const end = this.end;
+    let pos = this.pos + 1;
+    const start = pos;
+    let escaped = false;
+    for (;;) {
+      if (pos >= end) return false;
+      const c = data[pos]!;
+      if (c === QUOTE) break;
+      if (c < 0x20) return false;
+      if (c === BACKSLASH) {
+        escaped = true;
+        pos += 2;
+        continue;
+      }
+      pos++;
+    }
+    this.pos = pos + 1;
+    const length = pos - start;
+    const w = this.w;
+    this.stringEscaped = escaped;
+    if (!escaped) {
+      w.varint(length);
+      w.ensure(length);
+      const buf = w.buf;
+      const at = w.pos;
+      if (length < 24) for (let i = 0; i < length; i++) buf[at + i] = data[start + i]!;
+      else buf.set(data.subarray(start, pos), at);
+      w.pos = at + length;
+      this.stringStart = at;
+      this.stringEnd = at + length;
+      return true;
+    }
+    // Decoded text is never longer than its escaped form, so the prefix reserved for it fits or shrinks.
+    const reserve = varintBytes(length);
+    const prefix = w.begin(reserve);
+    w.ensure(length);
+    const buf = w.buf;
+    let out = w.pos;
+    for (let i = start; i < pos; ) {
+      const c = data[i]!;
+      if (c !== BACKSLASH) {
+        buf[out++] = c;
+        i++;
+        continue;
+      }
+      const kind = data[i + 1]!;
+      i += 2;
+      switch (kind) {
+        case 0x22:
+        case 0x5c:
+        case 0x2f:
+          buf[out++] = kind;
+          break;
+        case 0x62:
+          buf[out++] = 0x08;
+          break;
+        case 0x66:
+          buf[out++] = 0x0c;
+          break;
+        case 0x6e:
+          buf[out++] = 0x0a;
+          break;
+        case 0x72:
+          buf[out++] = 0x0d;
+          break;
+        case 0x74:
+          buf[out++] = 0x09;
+          break;
+        case 0x75: {
+          let unit = hex4(data, i, pos);
+          if (unit < 0) return false;
+          i += 4;
+          if (unit >= 0xd800 && unit <= 0xdbff) {
+            const low = i + 1 < pos && data[i] === BACKSLASH && data[i + 1] === 0x75 ? hex4(data, i + 2, pos) : -1;
+            if (low >= 0xdc00 && low <= 0xdfff) {
+              unit = 0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00);
+              i += 6;
+            } else {
+              unit = 0xfffd;
+            }
+          } else if (unit >= 0xdc00 && unit <= 0xdfff) {
+            unit = 0xfffd;
+          }
+          out = putUtf8(buf, out, unit);
+          break;
+        }
+        default:
+          return false;
+      }
+    }
+    w.pos = out;
+    w.end(prefix, reserve);
+    // end() may have moved the content left by the difference in prefix size.
+    const moved = reserve - varintBytes(out - prefix - reserve);
+    this.stringStart = prefix + reserve - moved;
+    this.stringEnd = out - moved;
+    return true;
+  }
+
+  /** Whether the last string written had escapes (for tests). */
+  get lastStringEscaped(): boolean {
+    return this.stringEscaped;
+  }
+}
+
+/** Index in CAPTURED_FIELDS of the key in `buf[start, end)`, or -1. */
+function capturedIndex(buf: Uint8Array, start: number, end: number): number {
+  const length = end - start;
+  if (length !== 2 && length !== 4 && length !== 5 && length !== 8 && length !== 9) return -1;
+  for (let k = 0; k < CAPTURED_BYTES.length; k++) {
+    const name = CAPTURED_BYTES[k]!;
+    if (name.length !== length) continue;
+    let i = 0;
+    while (i < length && buf[start + i] === name[i]) i++;
+    if (i === length) return k;
+  }
+  return -1;
+}
+
+function varintBytes(value: number): number {
+  let size = 1;
+  while (value >= 0x80) {
+    value = Math.floor(value / 128);
+    size++;
+  }
+  return size;
+}
+
+/** Four hex digits at `at` (before `limit`) as a number, or -1. */
+function hex4(data: Uint8Array, at: number, limit: number): number {
+  if (at + 4 > limit) return -1;
+  let value = 0;
+  for (let i = at; i < at + 4; i++) {
+    const c = data[i]!;
+    const d = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : c >= 0x41 && c <= 0x46 ? c - 0x37 : -1;
+    if (d < 0) return -1;
+    value = value * 16 + d;
+  }
+  return value;
+}
+
+/** UTF-8 of one code point at `out`; returns the new end. */
+function putUtf8(buf: Uint8Array, out: number, code: number): number {
+  if (code < 0x80) {
+    buf[out++] = code;
+  } else if (code < 0x800) {
+    buf[out++] = 0xc0 | (code >> 6);
+    buf[out++] = 0x80 | (code & 0x3f);
+  } else if (code < 0x10000) {
+    buf[out++] = 0xe0 | (code >> 12);
+    buf[out++] = 0x80 | ((code >> 6) & 0x3f);
+    buf[out++] = 0x80 | (code & 0x3f);
+  } else {
+    buf[out++] = 0xf0 | (code >> 18);
+    buf[out++] = 0x80 | ((code >> 12) & 0x3f);
+    buf[out++] = 0x80 | ((code >> 6) & 0x3f);
+    buf[out++] = 0x80 | (code & 0x3f);
+  }
+  return out;
+}
