@@ -14,6 +14,7 @@ import { Registry, type Metric } from 'prom-client';
 import { parseListenAddress } from '../api/config.js';
 import type { ComponentContext, Sink, SinkType } from '../components.js';
 import type { ConfigReader } from '../config/reader.js';
+import { LogwasmError } from '../errors.js';
 import type { LineBatch } from '../event.js';
 import { COMPONENT_ERRORS, EVENTS_DISCARDED, type Telemetry } from '../telemetry.js';
 
@@ -105,7 +106,7 @@ export class PrometheusExporterSink implements Sink {
         resolve();
       });
     }).catch((error: Error) => {
-      throw new Error(`sinks.${this.id}: cannot listen on ${this.config.host}:${this.config.port}: ${error.message}`, { cause: error });
+      throw new LogwasmError(`sinks.${this.id}: cannot listen on ${this.config.host}:${this.config.port}: ${error.message}`, { cause: error });
     });
     this.server = server;
     const bound = server.address() as AddressInfo;
