@@ -5,7 +5,8 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { ApiServer, type HealthState } from '../src/api/server.js';
 import { runCli, startCli, tempDir, tomlString } from './support/cli.js';
 import { httpGet, logRecords, loggedUrl } from './support/ops.js';
 import { pollUntil } from './support/poll.js';
@@ -90,5 +91,27 @@ describe('api /health', () => {
       'global: invalid value for "api.address": expected "host:port" with a port from 0 to 65535, actual: "localhost"',
       'global: unknown key "api.port"',
     ]);
+  });
+
+  it('maps every state: 503 starting, 200 running and reloading, 503 draining; HEAD has no body', async () => {
+    const server = new ApiServer();
+    const { port } = await server.listen('127.0.0.1', 0);
+    onTestFinished(() => server.close());
+    const url = `http://127.0.0.1:${port}/health`;
+    const seen: [HealthState, number, string][] = [];
+    for (const state of ['starting', 'running', 'reloading', 'draining'] as const) {
+      server.state = state;
+      const res = await httpGet(url);
+      seen.push([state, res.status, res.body]);
+    }
+    expect(seen).toEqual([
+      ['starting', 503, '{"ok":false,"state":"starting"}'],
+      ['running', 200, '{"ok":true}'],
+      ['reloading', 200, '{"ok":true}'],
+      ['draining', 503, '{"ok":false,"state":"draining"}'],
+    ]);
+    const head = await fetch(url, { method: 'HEAD' });
+    expect([head.status, await head.text()]).toEqual([503, '']);
+    expect((await fetch(url, { method: 'POST' })).status).toBe(404);
   });
 });
