@@ -42,12 +42,20 @@ export interface BatchMeta {
   stream?: 'stdout' | 'stderr';
 }
 
-/** Vector's `kubernetes.*` event fields that the pod log path alone determines. */
+/**
+ * Vector's `kubernetes.*` event fields. The first four come from the pod log path and are always
+ * set; the optional ones come from the Kubernetes API, when the source can reach it and knows the
+ * pod (OTLP: `k8s.pod.label.<key>`, `k8s.pod.annotation.<key>`, `k8s.node.name`, `container.image.name`).
+ */
 export interface KubernetesMeta {
   pod_namespace: string;
   pod_name: string;
   pod_uid: string;
   container_name: string;
+  pod_labels?: Readonly<Record<string, string>>;
+  pod_annotations?: Readonly<Record<string, string>>;
+  pod_node_name?: string;
+  container_image?: string;
 }
 
 export function lineCount(batch: LineBatch): number {

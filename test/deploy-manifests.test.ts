@@ -89,6 +89,8 @@ describe('deploy/kubernetes manifests', () => {
     const role = one('ClusterRole');
     const binding = one('ClusterRoleBinding');
     expect(podSpec.serviceAccountName).toBe(sa.metadata.name);
+    // The token is how the source authenticates to list and watch pods.
+    expect(podSpec.automountServiceAccountToken ?? sa.automountServiceAccountToken ?? true).toBe(true);
     expect(binding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name });
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: sa.metadata.namespace }]);
     for (const rule of role.rules) {

@@ -65,7 +65,7 @@ describe('kubernetes_logs config', () => {
       pod_annotation_fields: { pod_name: 'name' },
     });
     expect(problems).toEqual([
-      'sources.k8s: "extra_label_selector" needs the Kubernetes API, which logwasm does not query: pods cannot be selected by it (actual: "app!=noisy"); remove it, or use exclude_paths_glob_patterns on <namespace>_<pod>_<uid>/<container> paths',
+      'sources.k8s: "extra_label_selector" is not supported: logwasm does not select pods through the Kubernetes API (actual: "app!=noisy"); remove it, or use exclude_paths_glob_patterns on <namespace>_<pod>_<uid>/<container> paths',
       'sources.k8s: invalid value for "exclude_paths_glob_patterns": expected an array of strings, actual: "**/x"',
       'sources.k8s: invalid value for "read_from": expected one of "beginning", "end", actual: "middle"',
       'sources.k8s: invalid value for "max_line_bytes": expected a number >= 1, actual: 0',

@@ -42,3 +42,27 @@ export function pathUnrecognized(t: Telemetry, id: string, file: string): void {
     id,
   );
 }
+
+function reason(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function apiRequestFailed(t: Telemetry, id: string, err: unknown, retryInMs: number): void {
+  t.count('kubernetes_api_errors_total', id);
+  t.count('component_errors_total', id);
+  t.logLimited(
+    'warn',
+    'kubernetes_api_failed',
+    `Kubernetes API request failed, retrying in ${retryInMs} ms; batches carry path fields only for pods not yet known: ${reason(err)}.`,
+    id,
+  );
+}
+
+export function apiSynced(t: Telemetry, id: string, pods: number): void {
+  t.count('kubernetes_api_lists_total', id);
+  t.log('debug', 'kubernetes_api_synced', `Listed ${pods} pod(s) of this node from the Kubernetes API.`, id);
+}
+
+export function apiDisabled(t: Telemetry, id: string, why: string): void {
+  t.log('info', 'kubernetes_api_disabled', `No Kubernetes API enrichment: ${why}. Batches carry the fields of the log paths.`, id);
+}

@@ -8,6 +8,7 @@
  * that completes (or flushes) that message is acknowledged. A restart therefore re-reads an
  * unfinished partial message from its first piece instead of sending its tail alone.
  */
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Source, SourceContext, SourceType } from '../../components.js';
@@ -15,6 +16,14 @@ import { ConfigReader } from '../../config/reader.js';
 import type { ConfigProblem } from '../../errors.js';
 import type { BatchMeta, KubernetesMeta, LineBatch } from '../../event.js';
 import { fileSource, parseFileSourceConfig, type FileSourceConfig, type FileSourceInternals } from '../file/index.js';
+import {
+  API_RETRY_MAX_MS,
+  API_RETRY_MIN_MS,
+  DEFAULT_DELAY_DELETION_MS,
+  PodMetadataWatcher,
+  SERVICE_ACCOUNT_DIR,
+  inClusterEndpoint,
+} from './api.js';
 import { ContainerLogDecoder, type Carry, type Lines } from './decoder.js';
 import * as events from './events.js';
 import type { ContainerStream } from './parser.js';
@@ -48,9 +57,16 @@ export const SELF_NODE_NAME_ENV = 'VECTOR_SELF_NODE_NAME';
  */
 export const PARTIAL_FLUSH_TIMEOUT_MS = 5000;
 
-/** Vector options that filter or enrich through the Kubernetes API, which logwasm does not query. */
+/**
+ * `kubernetes_api` (logwasm): `auto` enriches batches with pod metadata from the API when it can
+ * find one (`api_endpoint`, or the in-cluster service) and `self_node_name` is set; `off` never
+ * calls it.
+ */
+export const DEFAULT_KUBERNETES_API = 'auto';
+
+/** Vector options that select pods through the Kubernetes API, which logwasm does not support. */
 const API_FILTER_KEYS = ['extra_label_selector', 'extra_field_selector', 'extra_namespace_label_selector'] as const;
-/** Vector options about API enrichment: accepted so Vector configs load; they have no effect here. */
+/** Vector options about API enrichment that logwasm does not implement: accepted, no effect. */
 const API_ENRICHMENT_KEYS = [
   'kube_config_file',
   'use_apiserver_cache',
@@ -58,7 +74,6 @@ const API_ENRICHMENT_KEYS = [
   'namespace_annotation_fields',
   'node_annotation_fields',
   'insert_namespace_fields',
-  'delay_deletion_ms',
 ];
 
 export interface KubernetesLogsConfig {
@@ -70,12 +85,26 @@ export interface KubernetesLogsConfig {
   maxMergedLineBytes: number | undefined;
   /** The file source's config that tails the pod log files. */
   file: FileSourceConfig;
+  /** Pod metadata from the Kubernetes API; undefined when off, or no endpoint is known. */
+  api: KubernetesApiConfig | undefined;
+  /** Why `api` is undefined, for the start-up log. */
+  apiOffReason: string;
   /** Not config keys: knobs for tests. */
   internal: KubernetesLogsInternals;
 }
 
+export interface KubernetesApiConfig {
+  endpoint: string;
+  tokenFile: string | undefined;
+  caFile: string | undefined;
+  nodeName: string;
+  delayDeletionMs: number;
+}
+
 export interface KubernetesLogsInternals {
   partialFlushTimeoutMs: number;
+  apiRetryMinMs: number;
+  apiRetryMaxMs: number;
 }
 
 export function parseKubernetesLogsConfig(reader: ConfigReader): KubernetesLogsConfig {
@@ -84,7 +113,7 @@ export function parseKubernetesLogsConfig(reader: ConfigReader): KubernetesLogsC
     const value = reader.string(key);
     if (value !== undefined && value.trim() !== '') {
       reader.problem(
-        `"${key}" needs the Kubernetes API, which logwasm does not query: pods cannot be selected by it (actual: ${JSON.stringify(value)}); remove it, or use exclude_paths_glob_patterns on <namespace>_<pod>_<uid>/<container> paths`,
+        `"${key}" is not supported: logwasm does not select pods through the Kubernetes API (actual: ${JSON.stringify(value)}); remove it, or use exclude_paths_glob_patterns on <namespace>_<pod>_<uid>/<container> paths`,
       );
     }
   }
@@ -93,6 +122,12 @@ export function parseKubernetesLogsConfig(reader: ConfigReader): KubernetesLogsC
   const exclude = reader.stringArray('exclude_paths_glob_patterns', [...DEFAULT_EXCLUDE_PATHS_GLOB_PATTERNS]);
   const maxMerged = reader.number('max_merged_line_bytes', undefined, { integer: true, min: 1 });
   const dataDir = reader.string('data_dir');
+  const apiMode = reader.oneOf('kubernetes_api', ['auto', 'off'] as const, DEFAULT_KUBERNETES_API);
+  const apiEndpoint = reader.string('api_endpoint');
+  if (apiEndpoint !== undefined && !/^https?:\/\/[^/]/.test(apiEndpoint)) {
+    reader.problem(`invalid value for "api_endpoint": expected an http:// or https:// URL, actual: ${JSON.stringify(apiEndpoint)}`);
+  }
+  const delayDeletionMs = reader.number('delay_deletion_ms', DEFAULT_DELAY_DELETION_MS, { integer: true, min: 0 });
   // The file source's own parser fills in whatever it adds later; the values were checked above.
   const fileTable = {
     type: 'file',
@@ -108,14 +143,35 @@ export function parseKubernetesLogsConfig(reader: ConfigReader): KubernetesLogsC
   const inner: ConfigProblem[] = [];
   const file = parseFileSourceConfig(new ConfigReader(reader.component, fileTable, inner));
   for (const p of inner) reader.problem(`tailing ${podLogDirectory}: ${p.message}`);
+  const nodeName = selfNodeName === undefined || selfNodeName === '' ? undefined : selfNodeName;
+  const endpoint = apiEndpoint ?? inClusterEndpoint(process.env);
+  let api: KubernetesApiConfig | undefined;
+  let apiOffReason = '';
+  if (apiMode === 'off') apiOffReason = 'kubernetes_api = "off"';
+  else if (endpoint === undefined) apiOffReason = 'no api_endpoint and not running in a pod (KUBERNETES_SERVICE_HOST unset)';
+  else if (nodeName === undefined) apiOffReason = `self_node_name is not set (nor ${SELF_NODE_NAME_ENV})`;
+  else {
+    // The service account's files, when mounted; an explicit http:// endpoint (kubectl proxy) needs none.
+    const tokenFile = path.join(SERVICE_ACCOUNT_DIR, 'token');
+    const caFile = path.join(SERVICE_ACCOUNT_DIR, 'ca.crt');
+    api = {
+      endpoint,
+      tokenFile: existsSync(tokenFile) ? tokenFile : undefined,
+      caFile: existsSync(caFile) ? caFile : undefined,
+      nodeName,
+      delayDeletionMs,
+    };
+  }
   return {
-    selfNodeName: selfNodeName === undefined || selfNodeName === '' ? undefined : selfNodeName,
+    selfNodeName: nodeName,
     podLogDirectory,
     excludePathsGlobPatterns: exclude,
     autoPartialMerge: reader.boolean('auto_partial_merge', DEFAULT_AUTO_PARTIAL_MERGE),
     maxMergedLineBytes: maxMerged,
     file,
-    internal: { partialFlushTimeoutMs: PARTIAL_FLUSH_TIMEOUT_MS },
+    api,
+    apiOffReason,
+    internal: { partialFlushTimeoutMs: PARTIAL_FLUSH_TIMEOUT_MS, apiRetryMinMs: API_RETRY_MIN_MS, apiRetryMaxMs: API_RETRY_MAX_MS },
   };
 }
 
@@ -158,6 +214,7 @@ export class KubernetesLogsSource implements Source {
   private readonly maxHeld: number;
   private held = 0;
   private stopping = false;
+  private readonly pods: PodMetadataWatcher | null;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -171,9 +228,20 @@ export class KubernetesLogsSource implements Source {
     // room to read the lines that end the partial messages, so the window can never jam.
     this.maxHeld = Math.max(1, Math.floor(internal.maxInFlightBatches / 2));
     this.files = fileSource.build(config.file, { ...context, emit: (batch) => this.onRawBatch(batch) });
+    this.pods =
+      config.api === undefined
+        ? null
+        : new PodMetadataWatcher(
+            { ...config.api, retryMinMs: config.internal.apiRetryMinMs, retryMaxMs: config.internal.apiRetryMaxMs },
+            context.telemetry,
+            context.id,
+          );
   }
 
   async start(): Promise<void> {
+    // The first list (or its failure) comes before the first files, so their batches are enriched.
+    if (this.pods === null) events.apiDisabled(this.context.telemetry, this.id, this.config.apiOffReason);
+    else await this.pods.start();
     await this.files.start();
     const every = Math.max(10, Math.floor(this.config.internal.partialFlushTimeoutMs / 4));
     this.timer = setInterval(() => this.flushStale(), every);
@@ -191,6 +259,7 @@ export class KubernetesLogsSource implements Source {
     // partial message is sent, so send what is carried now (later batches flush at once).
     this.flushAll('shutting down');
     await this.files.stop();
+    await this.pods?.stop();
   }
 
   private stateFor(meta: BatchMeta): FileState {
@@ -222,8 +291,22 @@ export class KubernetesLogsSource implements Source {
       ...base,
       sourceType: 'kubernetes_logs',
       host: this.host,
-      ...(state.kubernetes === undefined ? {} : { kubernetes: state.kubernetes }),
+      ...(state.kubernetes === undefined ? {} : { kubernetes: this.enrich(state.kubernetes) }),
       ...(stream === undefined ? {} : { stream }),
+    };
+  }
+
+  /** The path's fields plus what the API knows about the pod, if anything. */
+  private enrich(kubernetes: KubernetesMeta): KubernetesMeta {
+    const pod = this.pods?.get(kubernetes.pod_uid);
+    if (pod === undefined) return kubernetes;
+    const image = pod.images.get(kubernetes.container_name);
+    return {
+      ...kubernetes,
+      pod_labels: pod.labels,
+      pod_annotations: pod.annotations,
+      ...(pod.nodeName === undefined ? {} : { pod_node_name: pod.nodeName }),
+      ...(image === undefined ? {} : { container_image: image }),
     };
   }
 
