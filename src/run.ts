@@ -35,8 +35,9 @@ export interface TailOptions {
  */
 export async function runTail(config: LoadedConfig, telemetry: Telemetry, options: TailOptions): Promise<number> {
   const inbox = new SignalInbox([...SHUTDOWN_SIGNALS, RELOAD_SIGNAL]);
-  const api = await startApi(config, telemetry);
+  let api: RunningApi | undefined;
   try {
+    api = await startApi(config, telemetry);
     let current = config;
     let topology = new Topology(current, telemetry, 'tail');
     await topology.start();
@@ -115,10 +116,11 @@ export interface ReplayOptions {
 export async function runReplay(config: LoadedConfig, telemetry: Telemetry, options: ReplayOptions): Promise<number> {
   const started = performance.now();
   const inbox = new SignalInbox([...SHUTDOWN_SIGNALS]);
-  const api = await startApi(config, telemetry);
   const stream = options.progressStream ?? process.stderr;
+  let api: RunningApi | undefined;
   let progress: ReplayProgress | undefined;
   try {
+    api = await startApi(config, telemetry);
     const topology = new Topology(config, telemetry, 'replay');
     await topology.start();
     api?.setState('running');
