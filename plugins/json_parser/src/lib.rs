@@ -177,7 +177,7 @@ fn copy_without(input: &[u8], open: usize, replaced: u8, output: &mut Vec<u8>) -
             let key = scanner.key()?;
             scanner.value(1)?;
             let value_end = scanner.pos;
-            if reserved_key(input, key) & replaced == 0 {
+            if reserved_bit(scanner.name(key)) & replaced == 0 {
                 if kept {
                     if let Some(end) = previous_end {
                         output.extend_from_slice(input.get(end..key_start).ok_or(Invalid)?);
@@ -269,13 +269,30 @@ struct TopObject {
     session_id: Option<Span>,
 }
 
-/// Which member of `metadata` a key names.
-#[derive(Clone, Copy, PartialEq)]
-enum Section {
+/// The keys the plugin looks for, by name; any other key is `Other`. A name says nothing about
+/// where the key is: `user` at the top level is only `Other` to the caller there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Name {
+    Metadata,
     User,
     Session,
+    Id,
+    UserId,
+    SessionId,
+    LogSizeBytes,
     Other,
 }
+
+/// Every name but `Other` with its text, for keys written with escapes.
+const NAMES: [(&[u8], Name); 7] = [
+    (b"metadata", Name::Metadata),
+    (b"user", Name::User),
+    (b"session", Name::Session),
+    (b"id", Name::Id),
+    (b"user_id", Name::UserId),
+    (b"session_id", Name::SessionId),
+    (b"log_size_bytes", Name::LogSizeBytes),
+];
 
 /// Bytes that end the fast run through a string: `"`, `\` and control characters.
 static STRING_STOP: [bool; 256] = {
@@ -289,6 +306,21 @@ static STRING_STOP: [bool; 256] = {
     table[b'\\' as usize] = true;
     table
 };
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `word` (little-endian) that is `"`, `\\` or below 0x20. The
+/// classic SWAR tests (`x - 0x01.. & !x & 0x80..` finds a zero byte) can also flag a byte above a
+/// flagged one, through the borrow, but never one below, so the lowest flag is exact.
+fn string_stops(word: u64) -> u64 {
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let quote_zero = quote.wrapping_sub(ONES) & !quote;
+    let backslash_zero = backslash.wrapping_sub(ONES) & !backslash;
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    (quote_zero | backslash_zero | control) & HIGH_BITS
+}
 
 struct Scanner<'a> {
     bytes: &'a [u8],
@@ -327,8 +359,8 @@ impl<'a> Scanner<'a> {
             top.has_members = true;
             loop {
                 let key = self.key()?;
-                let name = self.key_bytes(key);
-                if key_is(name, key.escaped, b"metadata") {
+                let name = self.name(key);
+                if name == Name::Metadata {
                     // The last `metadata` counts, even when it is not an object.
                     top.user_id = None;
                     top.session_id = None;
@@ -338,7 +370,7 @@ impl<'a> Scanner<'a> {
                         self.value(1)?;
                     }
                 } else {
-                    top.reserved |= reserved_key(self.bytes, key);
+                    top.reserved |= reserved_bit(name);
                     self.value(1)?;
                 }
                 self.whitespace();
@@ -373,23 +405,16 @@ impl<'a> Scanner<'a> {
         }
         loop {
             let key = self.key()?;
-            let name = self.key_bytes(key);
-            let section = if key_is(name, key.escaped, b"user") {
-                Section::User
-            } else if key_is(name, key.escaped, b"session") {
-                Section::Session
-            } else {
-                Section::Other
-            };
-            if section == Section::Other {
-                self.value(2)?;
-            } else {
+            let name = self.name(key);
+            if name == Name::User || name == Name::Session {
                 let id = if self.peek()? == b'{' { self.section_id()? } else { self.value(2).map(|_| None)? };
-                if section == Section::User {
+                if name == Name::User {
                     top.user_id = id;
                 } else {
                     top.session_id = id;
                 }
+            } else {
+                self.value(2)?;
             }
             if self.close_or_next(b'}')? {
                 return Ok(());
@@ -410,7 +435,7 @@ impl<'a> Scanner<'a> {
             let key = self.key()?;
             let start = self.pos;
             self.value(3)?;
-            if key_is(self.key_bytes(key), key.escaped, b"id") {
+            if self.name(key) == Name::Id {
                 id = Some(Span { start, end: self.pos });
             }
             if self.close_or_next(b'}')? {
@@ -445,8 +470,8 @@ impl<'a> Scanner<'a> {
         Ok(key)
     }
 
-    fn key_bytes(&self, key: Key) -> &'a [u8] {
-        self.bytes.get(key.start..key.end).unwrap_or(&[])
+    fn name(&self, key: Key) -> Name {
+        name_of(self.bytes.get(key.start..key.end).unwrap_or(&[]), key.escaped)
     }
 
     /// A string from its opening quote; returns whether it holds an escape.
@@ -454,9 +479,7 @@ impl<'a> Scanner<'a> {
         self.expect(b'"')?;
         let mut escaped = false;
         loop {
-            let rest = self.bytes.get(self.pos..).ok_or(Invalid)?;
-            let run = rest.iter().position(|&b| STRING_STOP[b as usize]).ok_or(Invalid)?;
-            self.pos += run;
+            self.skip_plain_string_bytes()?;
             match self.peek()? {
                 b'"' => {
                     self.pos += 1;
@@ -469,6 +492,27 @@ impl<'a> Scanner<'a> {
                 _ => return Err(Invalid), // a raw control character
             }
         }
+    }
+
+    /// Moves to the next `"`, `\\` or control character (invalid when there is none). Eight bytes
+    /// at a time while they hold none of those: string bytes are most of a log line.
+    fn skip_plain_string_bytes(&mut self) -> Scan<()> {
+        while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
+            let word = match <[u8; 8]>::try_from(chunk) {
+                Ok(bytes) => u64::from_le_bytes(bytes),
+                Err(_) => break,
+            };
+            let stops = string_stops(word);
+            if stops != 0 {
+                // The lowest flagged byte is always a real stop (see string_stops).
+                self.pos += (stops.trailing_zeros() / 8) as usize;
+                return Ok(());
+            }
+            self.pos += 8;
+        }
+        let rest = self.bytes.get(self.pos..).ok_or(Invalid)?;
+        self.pos += rest.iter().position(|&b| STRING_STOP[b as usize]).ok_or(Invalid)?;
+        Ok(())
     }
 
     /// One escape from its backslash. A `\u` high surrogate must be followed by a `\u` low
@@ -611,26 +655,37 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Which of the keys the plugin writes `key` is, as a bit (0 for any other key).
-fn reserved_key(input: &[u8], key: Key) -> u8 {
-    let name = input.get(key.start..key.end).unwrap_or(&[]);
-    if key_is(name, key.escaped, b"user_id") {
-        USER_ID
-    } else if key_is(name, key.escaped, b"session_id") {
-        SESSION_ID
-    } else if key_is(name, key.escaped, b"log_size_bytes") {
-        LOG_SIZE_BYTES
-    } else {
-        0
+/// The bit of a key the plugin writes (see `copy_without`), 0 for any other.
+fn reserved_bit(name: Name) -> u8 {
+    match name {
+        Name::UserId => USER_ID,
+        Name::SessionId => SESSION_ID,
+        Name::LogSizeBytes => LOG_SIZE_BYTES,
+        _ => 0,
     }
 }
 
-/// Whether the raw (validated) key text `raw` means the ASCII name `want`. Without escapes that is
-/// byte equality; with escapes (`"us\u0065r"`), each escape is decoded as it is compared.
-fn key_is(raw: &[u8], escaped: bool, want: &[u8]) -> bool {
-    if !escaped {
-        return raw == want;
+/// What the raw (validated) key text `raw` names. Keys are compared as lengths first, since most
+/// keys of a line differ from every wanted name in length; escaped keys are decoded as compared.
+fn name_of(raw: &[u8], escaped: bool) -> Name {
+    if escaped {
+        return NAMES.iter().find(|(text, _)| escaped_key_is(raw, text)).map_or(Name::Other, |&(_, name)| name);
     }
+    match raw.len() {
+        2 if raw == b"id" => Name::Id,
+        4 if raw == b"user" => Name::User,
+        7 if raw == b"session" => Name::Session,
+        7 if raw == b"user_id" => Name::UserId,
+        8 if raw == b"metadata" => Name::Metadata,
+        10 if raw == b"session_id" => Name::SessionId,
+        14 if raw == b"log_size_bytes" => Name::LogSizeBytes,
+        _ => Name::Other,
+    }
+}
+
+/// Whether the raw key text `raw`, which holds escapes (`"us\u0065r"`), means the ASCII name
+/// `want`: each escape is decoded as it is compared.
+fn escaped_key_is(raw: &[u8], want: &[u8]) -> bool {
     let mut at = 0;
     for &expected in want {
         let byte = match raw.get(at) {
