@@ -130,7 +130,6 @@ inputs = ["logs"]
 module = ${tomlString(JSON_PARSER_WASM)}
 pool_size = 1
 
-# Not blackhole: it counts component_received_events_total itself on top of the topology's count.
 [sinks.out]
 type = "file"
 inputs = ["parse"]

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigReader } from '../src/config/reader.js';
 import type { ConfigProblem } from '../src/errors.js';
 import { batchFromLines } from '../src/event.js';
-import { BLACKHOLE_RECEIVED_BYTES, BLACKHOLE_RECEIVED_EVENTS, blackholeSink } from '../src/sinks/blackhole.js';
+import { BLACKHOLE_SENT_BYTES, BLACKHOLE_SENT_EVENTS, blackholeSink } from '../src/sinks/blackhole.js';
 import { Telemetry } from '../src/telemetry.js';
 
 describe('blackhole sink', () => {
@@ -20,8 +20,8 @@ describe('blackhole sink', () => {
     await sink.write(batchFromLines([encoder.encode('abc'), encoder.encode('de')], meta));
     await sink.write(batchFromLines([encoder.encode('é')], meta));
     await sink.stop();
-    expect(telemetry.counter(BLACKHOLE_RECEIVED_EVENTS, 'null')).toBe(3);
-    expect(telemetry.counter(BLACKHOLE_RECEIVED_BYTES, 'null')).toBe(7);
+    expect(telemetry.counter(BLACKHOLE_SENT_EVENTS, 'null')).toBe(3);
+    expect(telemetry.counter(BLACKHOLE_SENT_BYTES, 'null')).toBe(7);
   });
 
   it('rejects a bad print_interval_secs', () => {

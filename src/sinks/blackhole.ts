@@ -6,10 +6,13 @@ import type { ComponentContext, Sink, SinkType } from '../components.js';
 import type { ConfigReader } from '../config/reader.js';
 import type { LineBatch } from '../event.js';
 
-/** Lines accepted. */
-export const BLACKHOLE_RECEIVED_EVENTS = 'component_received_events_total';
+/**
+ * Lines accepted, counted as sent (delivered nowhere), as Vector's blackhole does; the topology
+ * already counts every sink's received events.
+ */
+export const BLACKHOLE_SENT_EVENTS = 'component_sent_events_total';
 /** Bytes of the lines accepted (without line delimiters). */
-export const BLACKHOLE_RECEIVED_BYTES = 'component_received_event_bytes_total';
+export const BLACKHOLE_SENT_BYTES = 'component_sent_event_bytes_total';
 
 export interface BlackholeSinkConfig {
   /**
@@ -33,8 +36,8 @@ export const blackholeSink: SinkType<BlackholeSinkConfig> = {
       async start() {},
       async write(batch: LineBatch) {
         const count = batch.offsets.length - 1;
-        telemetry.count(BLACKHOLE_RECEIVED_EVENTS, id, count);
-        telemetry.count(BLACKHOLE_RECEIVED_BYTES, id, batch.offsets[count]! - batch.offsets[0]!);
+        telemetry.count(BLACKHOLE_SENT_EVENTS, id, count);
+        telemetry.count(BLACKHOLE_SENT_BYTES, id, batch.offsets[count]! - batch.offsets[0]!);
       },
       async stop() {},
     };
