@@ -6,7 +6,7 @@
  * Pure: no I/O, no timers, no acknowledgements. The source decides when a carried partial must
  * be sent on its own (`flush`) and ties acknowledgements to carries through `Carry.waiters`.
  */
-import { parseContainerLine, type ContainerStream } from './parser.js';
+import { parseContainerLine, type ContainerStream, type Scratch } from './parser.js';
 
 export interface Lines {
   data: Uint8Array;
@@ -97,9 +97,13 @@ export class ContainerLogDecoder {
     const touched = new Set<Carry>();
     let discarded = 0;
     const max = this.options.maxMergedLineBytes ?? Infinity;
+    // Docker messages of this batch are unescaped here (allocated on the first one). Carried
+    // partial pieces may keep views into it: each batch gets a fresh one, never reused.
+    let scratch: Scratch | undefined;
     for (let i = 0; i + 1 < offsets.length; i++) {
       const line = data.subarray(offsets[i], offsets[i + 1]);
-      const parsed = parseContainerLine(line);
+      if (scratch === undefined && line[0] === 0x7b) scratch = { buffer: new Uint8Array(data.length), at: 0 };
+      const parsed = parseContainerLine(line, scratch);
       if (parsed === null) {
         unparsed.add(line, line.length);
         continue;
