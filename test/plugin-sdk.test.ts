@@ -109,6 +109,9 @@ describe('redact through the wasm transform in real workers', () => {
         timeoutMs: 60_000,
         heapMemorySize: DEFAULT_HEAP_MEMORY_SIZE,
         maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES,
+        abi: 'logwasm',
+        functionName: '',
+        wasi: false,
       },
       context,
     );

@@ -42,6 +42,9 @@ function setup(overrides: Partial<WasmTransformConfig>): { transform: Transform;
     timeoutMs: 60_000,
     heapMemorySize: DEFAULT_HEAP_MEMORY_SIZE,
     maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES,
+    abi: 'logwasm',
+    functionName: '',
+    wasi: false,
     ...overrides,
   };
   const transform = wasmTransform.build(config, context);
@@ -195,6 +198,9 @@ describe('wasm transform config', () => {
       heapMemorySize: 1048576,
       maxOutputBytes: 1000,
       sha256: 'ab'.repeat(32),
+      abi: 'logwasm',
+      functionName: '',
+      wasi: false,
     });
   });
 

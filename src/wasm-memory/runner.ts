@@ -80,6 +80,20 @@ export interface BatchOutcome {
   firstError?: string;
   /** True when the batch went through `process_batch` in one call. */
   batched?: boolean;
+  /** What the guest wrote to stdout/stderr through WASI during the batch; truncated. */
+  guestOutput?: string;
+}
+
+/** What a worker needs of a runner, whichever ABI it speaks. */
+export interface BatchRunner {
+  processBatch(data: Uint8Array, offsets: Uint32Array, mode?: BatchMode, context?: BatchContext): BatchOutcome;
+  close(): void;
+}
+
+/** Per-batch facts some ABIs pass to the guest (Fluent Bit's tag and timestamp). */
+export interface BatchContext {
+  tag: string;
+  timestampMs: number;
 }
 
 export interface RunnerOptions {
@@ -115,8 +129,8 @@ class LineFailed extends Error {
   }
 }
 
-/** Output records in the LineBatch layout, grown by doubling. */
-class OutputBuilder {
+/** Output records in the LineBatch layout, grown by doubling. Shared with fluent-bit.ts. */
+export class OutputBuilder {
   data: Uint8Array;
   offsets: Uint32Array;
   used = 0;
@@ -162,7 +176,7 @@ interface BatchRecord {
   len: number;
 }
 
-export class PluginRunner {
+export class PluginRunner implements BatchRunner {
   private guest: GuestBinding | undefined;
   private readonly dropOnError: boolean;
   private readonly label: string;
@@ -505,11 +519,11 @@ interface FailureState {
   firstError: string | undefined;
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false;
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
-function truncate(text: string): string {
+export function truncate(text: string): string {
   return text.length <= MAX_ERROR_MESSAGE_CHARS ? text : `${text.slice(0, MAX_ERROR_MESSAGE_CHARS)}...`;
 }

@@ -18,6 +18,9 @@ export interface WasmInstance {
   readonly exports: Record<string, unknown>;
 }
 
+/** Host functions by module and name, for `instantiateWith`. */
+export type WasmImports = Record<string, Record<string, (...args: never[]) => unknown>>;
+
 export type WasmExternKind = 'function' | 'table' | 'memory' | 'global' | 'tag';
 
 export interface WasmImportDescriptor {
@@ -38,7 +41,7 @@ interface WasmApi {
     exports(module: WasmModule): WasmExportDescriptor[];
     customSections(module: WasmModule, name: string): ArrayBuffer[];
   };
-  Instance: new (module: WasmModule, imports: Record<string, never>) => WasmInstance;
+  Instance: new (module: WasmModule, imports: WasmImports) => WasmInstance;
   Memory: new (descriptor: { initial: number; maximum?: number }) => WasmMemory;
   compile(bytes: Uint8Array): Promise<WasmModule>;
 }
@@ -70,6 +73,11 @@ export function moduleExports(module: WasmModule): WasmExportDescriptor[] {
 /** Instantiates with no imports at all: ABI v1 plugins import nothing. */
 export function instantiate(module: WasmModule): WasmInstance {
   return new api.Instance(module, {});
+}
+
+/** Instantiates with host functions: only for the opt-in WASI subset (wasi.ts). */
+export function instantiateWith(module: WasmModule, imports: WasmImports): WasmInstance {
+  return new api.Instance(module, imports);
 }
 
 export function isMemory(value: unknown): value is WasmMemory {

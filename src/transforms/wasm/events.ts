@@ -52,3 +52,12 @@ export function batchRetried(telemetry: Telemetry, component: string, lines: num
 export function pluginDropped(telemetry: Telemetry, component: string, dropped: number): void {
   telemetry.count(WASM_PLUGIN_DROPPED_TOTAL, component, dropped);
 }
+
+/** A WASI guest wrote to stdout/stderr (captured, never passed to the agent's own streams). */
+export function guestWrote(telemetry: Telemetry, component: string, text: string): void {
+  telemetry.count(WASM_GUEST_OUTPUT_TOTAL, component, 1);
+  telemetry.logLimited('info', 'wasm_guest_output', `the plugin wrote: ${text.trimEnd()}`, component);
+}
+
+/** Batches in which a WASI guest wrote to stdout/stderr. */
+export const WASM_GUEST_OUTPUT_TOTAL = 'wasm_guest_output_total';

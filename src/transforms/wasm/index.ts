@@ -22,10 +22,11 @@ import { PluginAbiError, PluginLoadError } from '../../errors.js';
 import { lineCount, type LineBatch } from '../../event.js';
 import { validateModule } from '../../wasm-memory/abi.js';
 import { capMemory } from '../../wasm-memory/limits.js';
-import { DEFAULT_MAX_OUTPUT_BYTES, PluginRunner, type BatchOutcome, type LineFailure } from '../../wasm-memory/runner.js';
+import { FluentBitRunner } from '../../wasm-memory/fluent-bit.js';
+import { DEFAULT_MAX_OUTPUT_BYTES, PluginRunner, type BatchContext, type BatchOutcome, type LineFailure } from '../../wasm-memory/runner.js';
 import { compileModule, type WasmModule } from '../../wasm-memory/wasm-api.js';
-import { batchRetried, pluginDropped, pluginLinesFailed, type FailurePolicy } from './events.js';
-import type { WorkerInit, WorkerResult, WorkerTask } from './protocol.js';
+import { batchRetried, guestWrote, pluginDropped, pluginLinesFailed, type FailurePolicy } from './events.js';
+import type { PluginAbi, WorkerInit, WorkerResult, WorkerTask } from './protocol.js';
 
 /** `drop_on_error`: forward a failed line unchanged (false) or drop it (true). Default: lose nothing. */
 export const DEFAULT_DROP_ON_ERROR = false;
@@ -63,7 +64,20 @@ export interface WasmTransformConfig {
   maxOutputBytes: number;
   /** `sha256`: lowercase hex digest the module file must have; unset means unpinned. */
   sha256?: string;
+  /** `abi`: `logwasm` (default, docs/plugin-abi.md) or `fluent-bit` (a filter_wasm guest). */
+  abi: PluginAbi;
+  /** `function`: the filter export of a `fluent-bit` guest (Fluent Bit's `Function_Name`); required there. */
+  functionName: string;
+  /** `tag`: the tag a `fluent-bit` guest sees; default the batch's source id. */
+  tag?: string;
+  /** `wasi`: give a `fluent-bit` guest the WASI subset of wasi.ts (fd_write to stdout/stderr, environ, proc_exit, random). */
+  wasi: boolean;
 }
+
+/** `abi`: the guest interface. */
+export const DEFAULT_ABI: PluginAbi = 'logwasm';
+/** `wasi`: no WASI imports unless asked for. */
+export const DEFAULT_WASI = false;
 
 export const wasmTransform: TransformType<WasmTransformConfig> = {
   kind: 'transform',
@@ -95,8 +109,17 @@ export const wasmTransform: TransformType<WasmTransformConfig> = {
       timeoutMs,
       heapMemorySize: reader.number('heap_memory_size', DEFAULT_HEAP_MEMORY_SIZE, { integer: true, min: 65536 }),
       maxOutputBytes: reader.number('max_output_bytes', DEFAULT_MAX_OUTPUT_BYTES, { integer: true, min: 1 }),
+      abi: readAbi(reader),
+      functionName: reader.string('function', ''),
+      wasi: reader.boolean('wasi', DEFAULT_WASI),
     };
     if (sha256 !== undefined) config.sha256 = sha256.toLowerCase();
+    const tag = reader.string('tag');
+    if (tag !== undefined) config.tag = tag;
+    if (config.abi === 'fluent-bit' && config.functionName === '') reader.problem('missing required key "function" (abi = "fluent-bit")');
+    if (config.abi === 'logwasm') {
+      for (const key of ['function', 'tag', 'wasi']) if (reader.has(key)) reader.problem(`"${key}" only applies to abi = "fluent-bit"`);
+    }
     return config;
   },
   build(config: WasmTransformConfig, context: ComponentContext): Transform {
@@ -117,6 +140,13 @@ export function workerFile(): string {
   return `${path.slice(0, at)}/dist/${path.slice(at + marker.length)}`;
 }
 
+function readAbi(reader: ConfigReader): PluginAbi {
+  const abi = reader.string('abi', DEFAULT_ABI);
+  if (abi === 'logwasm' || abi === 'fluent-bit') return abi;
+  reader.problem(`invalid value for "abi": expected "logwasm" or "fluent-bit", actual: ${show(abi)}`);
+  return DEFAULT_ABI;
+}
+
 /** How `loadPlugin` checks and limits a module. */
 export interface LoadOptions {
   /** Expected lowercase hex sha256 of the file; a mismatch refuses the module. */
@@ -125,6 +155,8 @@ export interface LoadOptions {
   heapMemorySize?: number;
   /** JSON for `init`, called once here so that a refusal fails at start. */
   initOptions?: string;
+  /** Check it as a Fluent Bit filter_wasm guest instead of an ABI v1 plugin. */
+  fluentBit?: { functionName: string; wasi: boolean };
 }
 
 /** A module ready for the pool. */
@@ -158,11 +190,14 @@ export async function loadPlugin(path: string, label: string, options: LoadOptio
     if (error instanceof PluginAbiError) throw error;
     throw new PluginLoadError(`${label}: "${path}" is not a valid WebAssembly module: ${String(error)}`, { cause: error });
   }
-  validateModule(module, label);
   // Arity, the result area and `init` need an instance: run one here so a bad plugin fails at
   // start, on the main thread, with its coded error, instead of in every worker.
-  const runner = new PluginRunner(module, { label, initOptions: options.initOptions ?? '{}' });
-  runner.close();
+  if (options.fluentBit !== undefined) {
+    new FluentBitRunner(module, { label, ...options.fluentBit }).close();
+  } else {
+    validateModule(module, label);
+    new PluginRunner(module, { label, initOptions: options.initOptions ?? '{}' }).close();
+  }
   return { module, sha256, size: bytes.byteLength };
 }
 
@@ -183,6 +218,7 @@ class WasmTransform implements Transform {
       heapMemorySize: this.config.heapMemorySize,
       initOptions,
       ...(this.config.sha256 === undefined ? {} : { sha256: this.config.sha256 }),
+      ...(this.config.abi === 'fluent-bit' ? { fluentBit: { functionName: this.config.functionName, wasi: this.config.wasi } } : {}),
     });
     const filename = workerFile();
     try {
@@ -197,6 +233,9 @@ class WasmTransform implements Transform {
       initOptions,
       maxOutputBytes: this.config.maxOutputBytes,
       heapMemorySize: this.config.heapMemorySize,
+      abi: this.config.abi,
+      functionName: this.config.functionName,
+      wasi: this.config.wasi,
     };
     this.pool = new Piscina({
       filename,
@@ -219,7 +258,8 @@ class WasmTransform implements Transform {
     // The copy kept here is what a dying or hung worker cannot give back: without it, such a
     // batch would be lost. One memcpy per batch; see docs/plugin-abi.md.
     const original = { data: batch.data.slice(), offsets: batch.offsets.slice() };
-    const task: WorkerTask = { data: ownedView(batch.data), offsets: ownedView(batch.offsets) };
+    const context = { tag: this.config.tag ?? batch.meta.sourceId, timestampMs: batch.meta.timestampMs };
+    const task: WorkerTask = { data: ownedView(batch.data), offsets: ownedView(batch.offsets), context };
     const transferList = task.data.buffer === task.offsets.buffer ? [task.data.buffer] : [task.data.buffer, task.offsets.buffer];
     const policy: FailurePolicy = !this.config.dropOnError ? 'forwarded' : this.config.rerouteDropped ? 'rerouted' : 'dropped';
 
@@ -231,8 +271,9 @@ class WasmTransform implements Transform {
       // per task, on workers started after it, so that only the poison line fails.
       const reason = isAbort(error) ? 'timeout' : 'worker_failed';
       batchRetried(this.context.telemetry, this.context.id, count, reason, error);
-      result = await this.isolate(pool, original, count, reason);
+      result = await this.isolate(pool, original, count, reason, context);
     }
+    if (result.guestOutput !== undefined) guestWrote(this.context.telemetry, this.context.id, result.guestOutput);
 
     if (result.dropped > 0) pluginDropped(this.context.telemetry, this.context.id, result.dropped);
     pluginLinesFailed(this.context.telemetry, this.context.id, result.failures, count, policy, result.firstError);
@@ -254,6 +295,7 @@ class WasmTransform implements Transform {
     original: { data: Uint8Array; offsets: Uint32Array },
     count: number,
     reason: 'timeout' | 'worker_failed',
+    context: BatchContext,
   ): Promise<BatchOutcome> {
     const outcomes: BatchOutcome[] = [];
     const failures: LineFailure[] = [];
@@ -261,7 +303,7 @@ class WasmTransform implements Transform {
     let firstError: string | undefined;
     for (let index = 0; index < count; index++) {
       const line = original.data.slice(original.offsets[index]!, original.offsets[index + 1]!);
-      const task: WorkerTask = { data: line, offsets: Uint32Array.of(0, line.byteLength), perLine: true };
+      const task: WorkerTask = { data: line, offsets: Uint32Array.of(0, line.byteLength), perLine: true, context };
       let outcome: BatchOutcome;
       try {
         outcome = await this.run(pool, task, [task.data.buffer as ArrayBuffer, task.offsets.buffer as ArrayBuffer]);
@@ -274,6 +316,7 @@ class WasmTransform implements Transform {
       }
       dropped += outcome.dropped;
       firstError ??= outcome.firstError;
+      if (outcome.guestOutput !== undefined) guestWrote(this.context.telemetry, this.context.id, outcome.guestOutput);
       for (const failure of outcome.failures) failures.push({ index, code: failure.code });
       outcomes.push(outcome);
     }

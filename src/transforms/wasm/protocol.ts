@@ -2,7 +2,7 @@
  * What crosses the thread boundary between the wasm transform and its workers: plain data only
  * (a coded error thrown in a worker arrives as a bare Error, so outcomes are values).
  */
-import type { BatchOutcome } from '../../wasm-memory/runner.js';
+import type { BatchContext, BatchOutcome } from '../../wasm-memory/runner.js';
 import type { WasmModule } from '../../wasm-memory/wasm-api.js';
 
 /** `workerData` of every worker in a transform's pool. */
@@ -16,7 +16,16 @@ export interface WorkerInit {
   initOptions: string;
   maxOutputBytes: number;
   heapMemorySize: number;
+  /** `abi`: which guest interface the module speaks. */
+  abi: PluginAbi;
+  /** `function`: the filter export of a Fluent Bit guest. */
+  functionName: string;
+  /** `wasi`: provide the WASI subset (Fluent Bit guests only). */
+  wasi: boolean;
 }
+
+/** `abi = "logwasm"` (docs/plugin-abi.md) or `"fluent-bit"` (filter_wasm guests). */
+export type PluginAbi = 'logwasm' | 'fluent-bit';
 
 /** One task: a batch's lines, whose buffers are transferred to the worker. */
 export interface WorkerTask {
@@ -24,6 +33,8 @@ export interface WorkerTask {
   offsets: Uint32Array;
   /** One `process_log` call per line even when the plugin has `process_batch` (isolation retries). */
   perLine?: boolean;
+  /** Fluent Bit's tag and record time. */
+  context?: BatchContext;
 }
 
 export type WorkerResult = BatchOutcome;

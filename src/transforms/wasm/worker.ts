@@ -3,20 +3,19 @@
  * The result's buffers are transferred back, not copied.
  */
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
-import { PluginRunner } from '../../wasm-memory/runner.js';
+import { FluentBitRunner } from '../../wasm-memory/fluent-bit.js';
+import { PluginRunner, type BatchRunner } from '../../wasm-memory/runner.js';
 import type { WorkerInit, WorkerResult, WorkerTask } from './protocol.js';
 
 const init = workerData as WorkerInit;
-const runner = new PluginRunner(init.module, {
-  dropOnError: init.dropOnError,
-  label: init.label,
-  initOptions: init.initOptions,
-  maxOutputBytes: init.maxOutputBytes,
-  heapMemorySize: init.heapMemorySize,
-});
+const common = { dropOnError: init.dropOnError, label: init.label, maxOutputBytes: init.maxOutputBytes, heapMemorySize: init.heapMemorySize };
+const runner: BatchRunner =
+  init.abi === 'fluent-bit'
+    ? new FluentBitRunner(init.module, { ...common, functionName: init.functionName, wasi: init.wasi })
+    : new PluginRunner(init.module, { ...common, initOptions: init.initOptions });
 
 export default function processBatch(task: WorkerTask): unknown {
-  const outcome: WorkerResult = runner.processBatch(task.data, task.offsets, task.perLine === true ? 'per_line' : 'auto');
+  const outcome: WorkerResult = runner.processBatch(task.data, task.offsets, task.perLine === true ? 'per_line' : 'auto', task.context);
   // piscina transfers (instead of copying) only what `move` marked; the two symbols name the
   // buffers to transfer and the value to post.
   return move({
