@@ -58,7 +58,9 @@ export function buildK8sSource(
     internal?: Partial<KubernetesLogsInternals>;
   },
 ): K8sHarness {
-  const { config, problems } = parseK8sConfig({ pod_log_directory: root, glob_minimum_cooldown_ms: 50, ...options.table });
+  // Hermetic unless a test points it at its own API server: CI may itself run in a pod.
+  const api = options.table?.api_endpoint === undefined ? { kubernetes_api: 'off' } : {};
+  const { config, problems } = parseK8sConfig({ pod_log_directory: root, glob_minimum_cooldown_ms: 50, ...api, ...options.table });
   if (problems.length > 0) throw new Error(`bad test config: ${problems.join('; ')}`);
   config.file.internal = { ...config.file.internal, pollIntervalMs: 20, checkpointIntervalMs: 50, ...options.fileInternal };
   config.internal = { ...config.internal, ...options.internal };

@@ -174,8 +174,9 @@ export class PodMetadataWatcher {
   private openRequest(path: string, timeoutMs: number | undefined): Promise<http.IncomingMessage> {
     const url = new URL(path, this.options.endpoint);
     const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.options.tokenFile !== undefined) headers.authorization = `Bearer ${readFileSync(this.options.tokenFile, 'utf8').trim()}`;
     const secure = url.protocol === 'https:';
+    // The token never travels in clear text: an http:// endpoint (kubectl proxy) authenticates itself.
+    if (secure && this.options.tokenFile !== undefined) headers.authorization = `Bearer ${readFileSync(this.options.tokenFile, 'utf8').trim()}`;
     const ca = secure && this.options.caFile !== undefined ? readFileSync(this.options.caFile) : undefined;
     return new Promise((resolve, reject) => {
       const req = (secure ? https : http).get(url, { headers, ...(ca === undefined ? {} : { ca }) }, (res) => {
