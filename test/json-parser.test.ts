@@ -183,6 +183,19 @@ describe('the committed json_parser.wasm', () => {
     expect(rewritten - copiedAsWritten).toBeGreaterThan(100);
   });
 
+  it('passes a line nested a million deep through without a trap, then rewrites the next', () => {
+    // The scanner keeps one bit per open array/object and stops at 127: no recursion to overflow.
+    const deep = encoder.encode(`{"a":${'['.repeat(1 << 20)}`);
+    const { data, offsets } = toBatchLayout([deep, encoder.encode('{"n":1}')]);
+    const runner = new PluginRunner(module);
+    const outcome = runner.processBatch(data, offsets);
+    expect(outcome.failures).toEqual([]);
+    expect(runner.reinstantiations).toBe(0);
+    const out = fromBatchLayout(outcome.data, outcome.offsets);
+    expect(Buffer.compare(out[0]!, deep)).toBe(0);
+    expect(new TextDecoder().decode(out[1])).toBe('{"n":1,"log_size_bytes":7}');
+  });
+
   it('rewrites a 1 MiB line, then a short one, byte-exact', () => {
     const unit = 'é日x'; // 2 + 3 + 1 bytes
     const message = unit.repeat(Math.ceil((1 << 20) / 6));

@@ -125,9 +125,13 @@ fn rewrite(input: &[u8], output: &mut Vec<u8>) -> bool {
         Some(object) => object,
         None => return false,
     };
-    // Added bytes: the keys and punctuation below (at most 58) and the size (at most 10 digits).
+    // Added bytes: keys and punctuation (44) and the size (at most 20 digits).
     let extra = 80 + user_id.map_or(0, <[u8]>::len) + session_id.map_or(0, <[u8]>::len);
-    output.reserve(object.len() + extra);
+    // Out of memory passes the line through instead of trapping (`reserve` would abort), and no
+    // push below reallocates.
+    if output.try_reserve(object.len() + extra).is_err() {
+        return false;
+    }
     let has_members = if top.reserved & replaced == 0 {
         output.extend_from_slice(object);
         top.has_members
@@ -161,8 +165,8 @@ fn rewrite(input: &[u8], output: &mut Vec<u8>) -> bool {
 }
 
 /// Copies the object that starts at `open` (already validated) into `output` without its closing
-/// `}` and without the members whose key is one of `replaced`. A removed member takes the comma
-/// before it (or after it, when it comes first) along; all other bytes stay as they are. Returns
+/// `}` and without the members whose key is one of `replaced`. A removed member goes with one of
+/// the separators (`,` and whitespace) next to it; all other bytes stay as they are. Returns
 /// whether any member was kept, which decides if the added fields need a leading comma.
 fn copy_without(input: &[u8], open: usize, replaced: u8, output: &mut Vec<u8>) -> Result<bool, Invalid> {
     let mut scanner = Scanner { bytes: input, pos: open + 1 };
