@@ -16,6 +16,7 @@ import { isUtf8 } from 'node:buffer';
 import type { BatchMeta } from '../../event.js';
 import {
   eventTime,
+  fastRfc3339,
   hrTimeFromMs,
   parseObject,
   parseSeverity,
@@ -26,7 +27,7 @@ import {
   type HrTime,
   type Severity,
 } from './mapping.js';
-import { JsonTranscoder } from './transcode.js';
+import { JsonTranscoder, RAW } from './transcode.js';
 
 /** Name of the instrumentation scope of every record. */
 export const SCOPE_NAME = 'logwasm';
@@ -355,6 +356,33 @@ function writeStringAttributes(writer: Writer, tag: number, attributes: Readonly
   }
 }
 
+/** Most distinct level strings remembered by bytes; beyond, they are decoded and parsed each time. */
+const LEVEL_CACHE_SIZE = 32;
+
+/** Severity of a level string by its bytes: a line's level is one of a handful of words. */
+class LevelCache {
+  private readonly keys: Uint8Array[] = [];
+  private readonly values: Severity[] = [];
+
+  severity(data: Uint8Array, start: number, end: number, text: () => string): Severity {
+    const length = end - start;
+    const keys = this.keys;
+    for (let k = 0; k < keys.length; k++) {
+      const key = keys[k]!;
+      if (key.length !== length) continue;
+      let i = 0;
+      while (i < length && key[i] === data[start + i]) i++;
+      if (i === length) return this.values[k]!;
+    }
+    const severity = parseSeverity(text());
+    if (keys.length < LEVEL_CACHE_SIZE && length <= 32) {
+      keys.push(data.slice(start, end));
+      this.values.push(severity);
+    }
+    return severity;
+  }
+}
+
 /** Initial size of an encoder's scratch buffer; it grows (doubling) to the largest batch seen. */
 export const INITIAL_ENCODE_BUFFER_BYTES = 512 * 1024;
 
@@ -367,6 +395,7 @@ export class BatchEncoder {
   /** Batch-constant parts, encoded once per batch and copied into every record. */
   private readonly recordAttributes = new Writer(256);
   private readonly transcoder = new JsonTranscoder(this.writer);
+  private readonly levels = new LevelCache();
   /** Records encoded so far by the byte transcoder and through JSON.parse or as text: for tests and benchmarks. */
   readonly stats = { transcoded: 0, other: 0 };
 
@@ -447,8 +476,9 @@ export class BatchEncoder {
       writer.end(recordStart, 2);
     }
     recordOffsets[count] = writer.pos;
-    // A fresh buffer of its own (never a pooled Buffer's), so the result can be transferred.
-    const bytes = new Uint8Array(writer.pos);
+    // A buffer of its own (never a pooled Buffer's), so the result can be transferred; not zeroed
+    // first, since every byte is written.
+    const bytes = new Uint8Array(Buffer.allocUnsafeSlow(writer.pos).buffer, 0, writer.pos);
     bytes.set(writer.buf.subarray(0, writer.pos));
     return { bytes, offsets: recordOffsets, resourceEnd };
   }
@@ -478,16 +508,32 @@ export class BatchEncoder {
     writer.end(listStart, 2);
     writer.end(bodyStart, 2);
     // The same rules as eventTime() and severityOf(), over the captured fields.
-    const captured = this.transcoder.captured;
+    const transcoder = this.transcoder;
+    const captured = transcoder.captured;
     let time: HrTime | undefined;
     for (let k = 0; k < 3 && time === undefined; k++) {
-      const value = captured[k];
-      if (value !== undefined) time = parseTimestamp(value);
+      if (captured[k] === undefined) continue;
+      if (captured[k] === RAW) {
+        // Straight from the bytes in the common RFC 3339 shape; null: any other text, decode it.
+        const fast = fastRfc3339(data, transcoder.spans[k * 2]!, transcoder.spans[k * 2 + 1]!);
+        if (fast !== null) {
+          time = fast;
+          continue;
+        }
+      }
+      time = parseTimestamp(transcoder.capturedValue(k));
     }
     writer.byte(TAG_TIME);
     writeHrTime(writer, time ?? observed);
-    const level = captured[3] ?? captured[4];
-    writeSeverity(writer, level === undefined ? undefined : parseSeverity(level));
+    const levelField = captured[3] !== undefined ? 3 : captured[4] !== undefined ? 4 : -1;
+    if (levelField !== -1) {
+      writeSeverity(
+        writer,
+        captured[levelField] === RAW
+          ? this.levels.severity(data, transcoder.spans[levelField * 2]!, transcoder.spans[levelField * 2 + 1]!, () => transcoder.capturedValue(levelField) as string)
+          : parseSeverity(transcoder.capturedValue(levelField)!),
+      );
+    }
     writer.ensure(attributeBytes.length);
     writer.buf.set(attributeBytes, writer.pos);
     writer.pos += attributeBytes.length;

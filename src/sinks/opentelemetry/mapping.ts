@@ -144,7 +144,7 @@ const RFC3339 =
 export function parseTimestamp(value: unknown): HrTime | undefined {
   if (typeof value === 'number') return Number.isFinite(value) && value > 0 ? fromEpochNumber(value) : undefined;
   if (typeof value !== 'string') return undefined;
-  const fast = fastRfc3339(value);
+  const fast = fastRfc3339String(value);
   if (fast !== null) return fast;
   if (/^\d+$/.test(value)) {
     // Integer strings are exact, even in nanoseconds beyond 2^53.
@@ -175,41 +175,55 @@ export function parseTimestamp(value: unknown): HrTime | undefined {
 const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 /** Two ASCII digits at `at` as a number, or -1. */
-function digits2(value: string, at: number): number {
-  const a = value.charCodeAt(at) - 48;
-  const b = value.charCodeAt(at + 1) - 48;
+function digits2(bytes: Uint8Array, at: number): number {
+  const a = bytes[at]! - 48;
+  const b = bytes[at + 1]! - 48;
   return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : -1;
 }
 
-/**
- * The common shape `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (years 1970-9999) parsed by hand:
- * the regex, Date.UTC validation and allocations of the general path cost more than the rest of a
- * record's encoding. Same result as the general path; `null` means "not this shape, use it".
- */
-function fastRfc3339(value: string): HrTime | undefined | null {
+/** Scratch for strings handed to fastRfc3339 (ASCII only, so one byte per char). */
+const scratch = new Uint8Array(64);
+
+function fastRfc3339String(value: string): HrTime | undefined | null {
   const length = value.length;
-  if (length < 20 || value.charCodeAt(4) !== 0x2d || value.charCodeAt(7) !== 0x2d) return null;
-  const t = value.charCodeAt(10);
-  if ((t !== 0x54 && t !== 0x74 && t !== 0x20) || value.charCodeAt(13) !== 0x3a || value.charCodeAt(16) !== 0x3a) return null;
-  const century = digits2(value, 0);
-  const yy = digits2(value, 2);
-  const month = digits2(value, 5);
-  const day = digits2(value, 8);
-  const hour = digits2(value, 11);
-  const minute = digits2(value, 14);
-  const rawSecond = digits2(value, 17);
+  if (length < 20 || length > scratch.length) return null;
+  for (let i = 0; i < length; i++) {
+    const c = value.charCodeAt(i);
+    if (c >= 0x80) return null;
+    scratch[i] = c;
+  }
+  return fastRfc3339(scratch, 0, length);
+}
+
+/**
+ * The common shape `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (years 1970-9999) parsed by hand
+ * from bytes, for the encoder's transcoder and (through a copy) for strings: the regex, Date.UTC
+ * validation and allocations of the general path cost more than the rest of a record's encoding.
+ * Same result as the general path; `null` means "not this shape, use it".
+ */
+export function fastRfc3339(bytes: Uint8Array, start: number, end: number): HrTime | undefined | null {
+  if (end - start < 20 || bytes[start + 4] !== 0x2d || bytes[start + 7] !== 0x2d) return null;
+  const t = bytes[start + 10];
+  if ((t !== 0x54 && t !== 0x74 && t !== 0x20) || bytes[start + 13] !== 0x3a || bytes[start + 16] !== 0x3a) return null;
+  const century = digits2(bytes, start);
+  const yy = digits2(bytes, start + 2);
+  const month = digits2(bytes, start + 5);
+  const day = digits2(bytes, start + 8);
+  const hour = digits2(bytes, start + 11);
+  const minute = digits2(bytes, start + 14);
+  const rawSecond = digits2(bytes, start + 17);
   if (century < 19 || yy < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || rawSecond < 0) return null;
   const year = century * 100 + yy;
   if (year < 1970) return null;
-  let at = 19;
+  let at = start + 19;
   let nanos = 0;
-  const separator = value.charCodeAt(at);
+  const separator = bytes[at];
   if (separator === 0x2e || separator === 0x2c) {
     at++;
     const first = at;
     let scale = 100_000_000;
-    for (; at < length; at++) {
-      const d = value.charCodeAt(at) - 48;
+    for (; at < end; at++) {
+      const d = bytes[at]! - 48;
       if (d < 0 || d > 9) break;
       nanos += d * scale;
       scale = scale / 10;
@@ -218,14 +232,16 @@ function fastRfc3339(value: string): HrTime | undefined | null {
     if (at === first) return null;
   }
   let offsetMinutes = 0;
-  const zone = value.charCodeAt(at);
+  const zone = at < end ? bytes[at] : -1;
   if (zone === 0x5a || zone === 0x7a) {
-    if (at + 1 !== length) return null;
+    if (at + 1 !== end) return null;
   } else if (zone === 0x2b || zone === 0x2d) {
-    const oh = digits2(value, at + 1);
-    const colon = value.charCodeAt(at + 3) === 0x3a ? 1 : 0;
-    const om = digits2(value, at + 3 + colon);
-    if (oh < 0 || om < 0 || at + 5 + colon !== length) return null;
+    if (at + 5 > end) return null;
+    const oh = digits2(bytes, at + 1);
+    const colon = bytes[at + 3] === 0x3a ? 1 : 0;
+    if (at + 5 + colon !== end) return null;
+    const om = digits2(bytes, at + 3 + colon);
+    if (oh < 0 || om < 0) return null;
     offsetMinutes = (zone === 0x2d ? -1 : 1) * (oh * 60 + om);
   } else {
     return null;
@@ -236,9 +252,19 @@ function fastRfc3339(value: string): HrTime | undefined | null {
     return undefined;
   }
   const second = Math.min(rawSecond, 59); // A leap second reads as :59.
-  const seconds = Date.UTC(year, month - 1, day, hour, minute, second) / 1000 - offsetMinutes * 60;
+  // Consecutive lines mostly share their minute: Date.UTC once per minute seen.
+  // Offsets span at most ±(99 * 60 + 99) minutes: 16384 slots keep every key distinct.
+  const minuteKey = ((((year * 13 + month) * 32 + day) * 24 + hour) * 60 + minute) * 16384 + offsetMinutes + 8192;
+  if (minuteKey !== lastMinuteKey) {
+    lastMinuteKey = minuteKey;
+    lastMinuteSeconds = Date.UTC(year, month - 1, day, hour, minute) / 1000 - offsetMinutes * 60;
+  }
+  const seconds = lastMinuteSeconds + second;
   return seconds > 0 ? [seconds, nanos] : undefined;
 }
+
+let lastMinuteKey = -1;
+let lastMinuteSeconds = 0;
 
 function fromEpochNumber(value: number): HrTime {
   const ms = value < 1e11 ? value * 1e3 : value < 1e14 ? value : value < 1e17 ? value / 1e3 : value / 1e6;
@@ -293,17 +319,31 @@ export function severityOf(object: Record<string, unknown>): Severity | undefine
  */
 export function parseSeverity(value: string | number): Severity {
   if (typeof value === 'string') {
-    const known = SEVERITY_BY_NAME[value.toLowerCase()];
-    if (known !== undefined) return { severityText: value, severityNumber: known };
-    if (/^\d+$/.test(value)) {
-      const numeric = severityFromNumber(Number(value));
-      if (numeric !== undefined) return { severityText: value, severityNumber: numeric };
+    // Few distinct level strings in practice: remember them (bounded). The result is shared: read only.
+    let cached = severityCache.get(value);
+    if (cached === undefined) {
+      if (severityCache.size >= SEVERITY_CACHE_SIZE) severityCache.clear();
+      cached = severityFromText(value);
+      severityCache.set(value, cached);
     }
-    return { severityText: value, severityNumber: 0 };
+    return cached;
   }
   const numeric = severityFromNumber(value);
   if (numeric === undefined) return { severityText: String(value), severityNumber: 0 };
   return { severityText: SEVERITY_NAMES[Math.floor((numeric - 1) / 4)]!, severityNumber: numeric };
+}
+
+const SEVERITY_CACHE_SIZE = 256;
+const severityCache = new Map<string, Severity>();
+
+function severityFromText(value: string): Severity {
+  const known = SEVERITY_BY_NAME[value.toLowerCase()];
+  if (known !== undefined) return { severityText: value, severityNumber: known };
+  if (/^\d+$/.test(value)) {
+    const numeric = severityFromNumber(Number(value));
+    if (numeric !== undefined) return { severityText: value, severityNumber: numeric };
+  }
+  return { severityText: value, severityNumber: 0 };
 }
 
 function severityFromNumber(value: number): number | undefined {

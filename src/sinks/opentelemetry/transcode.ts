@@ -36,6 +36,12 @@ const TWO_32 = 0x1_0000_0000;
 export const CAPTURED_FIELDS = ['timestamp', 'ts', 'time', 'level', 'severity'] as const;
 const CAPTURED_BYTES = CAPTURED_FIELDS.map((name) => new TextEncoder().encode(name));
 
+/** Marks a captured string not decoded yet. */
+export const RAW: unique symbol = Symbol('raw');
+
+/** 10^0 ... 10^22, every one exact as a double. */
+const POWERS_OF_TEN = Array.from({ length: 23 }, (_, i) => 10 ** i);
+
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
@@ -51,8 +57,31 @@ export class JsonTranscoder {
   private stringStart = 0;
   private stringEnd = 0;
   private stringEscaped = false;
-  /** Values of CAPTURED_FIELDS in the last object (string or number; undefined otherwise). */
-  readonly captured: (string | number | undefined)[] = [undefined, undefined, undefined, undefined, undefined];
+  /** Where the last string's content is in the line (escapes unresolved). */
+  private rawStart = 0;
+  private rawEnd = 0;
+  /**
+   * Values of CAPTURED_FIELDS in the last object: a string or number, undefined for other values
+   * or absent fields, or RAW for an unescaped string still in the line at `spans` (read through
+   * capturedValue() or directly from the bytes).
+   */
+  readonly captured: (string | number | typeof RAW | undefined)[] = [undefined, undefined, undefined, undefined, undefined];
+  /** Start and end in the line of each RAW capture. */
+  readonly spans = new Uint32Array(CAPTURED_FIELDS.length * 2);
+
+  /** Captured value `k` as JSON.parse would give it (string or number), or undefined. */
+  capturedValue(k: number): string | number | undefined {
+    const value = this.captured[k];
+    if (value !== RAW) return value;
+    const decoded = this.text.toString('utf8', this.spans[k * 2], this.spans[k * 2 + 1]);
+    this.captured[k] = decoded;
+    return decoded;
+  }
+
+  /** The line's bytes (valid while the batch is being encoded). */
+  get bytes(): Uint8Array {
+    return this.data;
+  }
 
   constructor(private readonly w: Writer) {}
 
@@ -193,13 +222,20 @@ export class JsonTranscoder {
         w.byte(TAG_STRING);
         if (!this.string()) return false;
         if (capture >= 0) {
-          // Decoded from what was written (escapes resolved), as the JS string JSON.parse gives.
-          const buf = w.buf;
-          this.captured[capture] = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString(
-            'utf8',
-            this.stringStart,
-            this.stringEnd,
-          );
+          if (!this.stringEscaped) {
+            // Decoded only if needed (capturedValue): the timestamp and level are usually read from the bytes.
+            this.captured[capture] = RAW;
+            this.spans[capture * 2] = this.rawStart;
+            this.spans[capture * 2 + 1] = this.rawEnd;
+          } else {
+            // The JS string JSON.parse would give: what was written, escapes resolved.
+            const buf = w.buf;
+            this.captured[capture] = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString(
+              'utf8',
+              this.stringStart,
+              this.stringEnd,
+            );
+          }
         }
         return true;
       }
@@ -256,39 +292,54 @@ export class JsonTranscoder {
     if (pos >= end) return false;
     const first = data[pos]!;
     if (first < 0x30 || first > 0x39) return false;
-    let integer = 0;
-    const digitsStart = pos;
+    // All digits (integer and fraction) as one integer mantissa, exact while it has at most 15.
+    let mantissa = 0;
+    let significant = 0;
     if (first === 0x30) {
       pos++;
     } else {
       while (pos < end) {
         const d = data[pos]! - 0x30;
         if (d < 0 || d > 9) break;
-        integer = integer * 10 + d;
+        mantissa = mantissa * 10 + d;
+        significant++;
         pos++;
       }
     }
-    const digits = pos - digitsStart;
-    let simple = true;
+    let fractionDigits = 0;
     if (pos < end && data[pos] === 0x2e) {
-      simple = false;
       pos++;
       const fraction = pos;
-      while (pos < end && data[pos]! >= 0x30 && data[pos]! <= 0x39) pos++;
-      if (pos === fraction) return false;
+      while (pos < end) {
+        const d = data[pos]! - 0x30;
+        if (d < 0 || d > 9) break;
+        if (significant > 0 || d !== 0) significant++;
+        mantissa = mantissa * 10 + d;
+        pos++;
+      }
+      fractionDigits = pos - fraction;
+      if (fractionDigits === 0) return false;
     }
+    let exponent = false;
     const e = pos < end ? data[pos] : -1;
     if (e === 0x65 || e === 0x45) {
-      simple = false;
+      exponent = true;
       pos++;
       if (pos < end && (data[pos] === 0x2b || data[pos] === 0x2d)) pos++;
-      const exponent = pos;
+      const digits = pos;
       while (pos < end && data[pos]! >= 0x30 && data[pos]! <= 0x39) pos++;
-      if (pos === exponent) return false;
+      if (pos === digits) return false;
     }
     this.pos = pos;
-    // Up to 15 digits the accumulated value is exact; longer or non-integer text is left to Number.
-    const value = simple && digits <= 15 ? (negative ? -integer : integer) : Number(this.text.toString('latin1', start, pos));
+    // An exact mantissa divided by an exact power of ten is one correctly rounded operation: the
+    // same double as parsing the text (Clinger's fast path). Anything else is left to Number.
+    let value: number;
+    if (!exponent && significant <= 15 && fractionDigits <= 22) {
+      value = fractionDigits === 0 ? mantissa : mantissa / POWERS_OF_TEN[fractionDigits]!;
+      if (negative) value = -value;
+    } else {
+      value = Number(this.text.toString('latin1', start, pos));
+    }
     if (capture >= 0) this.captured[capture] = value;
     const w = this.w;
     if (Number.isInteger(value) && value >= -INT64_LIMIT && value < INT64_LIMIT) {
@@ -329,6 +380,8 @@ export class JsonTranscoder {
     const length = pos - start;
     const w = this.w;
     this.stringEscaped = escaped;
+    this.rawStart = start;
+    this.rawEnd = pos;
     if (!escaped) {
       w.varint(length);
       w.ensure(length);
