@@ -112,6 +112,7 @@ describe('redact through the wasm transform in real workers', () => {
         abi: 'logwasm',
         functionName: '',
         wasi: false,
+        hotReload: false,
       },
       context,
     );

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
@@ -10,6 +10,7 @@ import type { BatchMeta, LineBatch } from '../src/event.js';
 import { Telemetry, type LogRecord } from '../src/telemetry.js';
 import { DEFAULT_HEAP_MEMORY_SIZE, DEFAULT_MAX_OUTPUT_BYTES, wasmTransform, type WasmTransformConfig } from '../src/transforms/wasm/index.js';
 import { JSON_PARSER_WASM, fromBatchLayout, jsonParserFixtures, toBatchLayout } from './support/wasm-fixtures.js';
+import { pollUntil } from './support/poll.js';
 import { ECHO_BODY, FULL_GUEST_WAT, guestWat, watBytes } from './support/wasm-wat.js';
 
 const encoder = new TextEncoder();
@@ -45,6 +46,7 @@ function setup(overrides: Partial<WasmTransformConfig>): { transform: Transform;
     abi: 'logwasm',
     functionName: '',
     wasi: false,
+    hotReload: false,
     ...overrides,
   };
   const transform = wasmTransform.build(config, context);
@@ -201,6 +203,7 @@ describe('wasm transform config', () => {
       abi: 'logwasm',
       functionName: '',
       wasi: false,
+      hotReload: false,
     });
   });
 
@@ -299,5 +302,72 @@ describe('wasm transform limits and optional exports, in real workers', () => {
     expect(error?.message).toContain(actual);
     expect(error?.message).toContain(wrong);
     await expect(setup({ module: path, sha256: actual }).transform.start()).resolves.toBeUndefined();
+  });
+});
+
+describe('wasm transform hot reload', () => {
+  // A guest that answers every line with one constant letter, so outputs show which module ran.
+  const constant = (letter: string): string =>
+    guestWat(`(call $emit (i32.const 512) (i32.const 1)) (i32.const 0)`, { extra: `(data (i32.const 512) "${letter}")` });
+
+  async function replaceFile(path: string, bytes: Uint8Array): Promise<void> {
+    // Write beside, then rename over: what deploy tools do, and never a half-written module.
+    const temp = `${path}.tmp`;
+    writeFileSync(temp, bytes);
+    renameSync(temp, path);
+  }
+
+  it('switches new batches to a changed module, refuses a bad one and keeps the old, losing no line', async () => {
+    scratch ??= mkdtempSync(join(tmpdir(), 'logwasm-wasm-'));
+    const path = join(scratch, 'hot.wasm');
+    writeFileSync(path, await watBytes(constant('A')));
+    const { transform, telemetry, logs } = setup({ module: path, poolSize: 1, hotReload: true });
+    await transform.start();
+    expect(texts((await transform.process(batchOf(['x', 'y']))).out)).toEqual(['A', 'A']);
+
+    await replaceFile(path, await watBytes(constant('B')));
+    const seen: string[][] = [];
+    await pollUntil(
+      'batches answered by module B',
+      async () => {
+        const out = texts((await transform.process(batchOf(['x', 'y']))).out);
+        seen.push(out);
+        return out[0] === 'B';
+      },
+      { describe: () => JSON.stringify(seen.slice(-3)) },
+    );
+    // Every batch was answered whole by one module or the other: nothing lost or mixed.
+    for (const out of seen) expect(['AA', 'BB']).toContain(out.join(''));
+    expect(telemetry.counter('wasm_module_reloads_total', 'parse')).toBe(1);
+    expect(logs.find((l) => l.event === 'wasm_module_reloaded')?.message).toContain('sha256');
+
+    await replaceFile(path, encoder.encode('not wasm at all'));
+    await pollUntil('the bad module to be refused', () => telemetry.counter('wasm_reload_refused_total', 'parse') >= 1, {
+      describe: () => JSON.stringify(telemetry.snapshot()),
+    });
+    expect(texts((await transform.process(batchOf(['z']))).out)).toEqual(['B']);
+    expect(logs.find((l) => l.event === 'wasm_reload_refused')?.level).toBe('error');
+    expect(telemetry.counter('component_errors_total', 'parse')).toBe(0);
+  });
+
+  it('finishes a batch already on the old pool while new batches use the new module', async () => {
+    scratch ??= mkdtempSync(join(tmpdir(), 'logwasm-wasm-'));
+    const path = join(scratch, 'slow.wasm');
+    // 'S' spins for a while before answering, so its batch is still running during the reload.
+    const slowA = guestWat(
+      `(local $i i32)
+       (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 83))
+         (then (loop $spin (local.set $i (i32.add (local.get $i) (i32.const 1))) (br_if $spin (i32.lt_u (local.get $i) (i32.const 300000000))))))
+       (call $emit (i32.const 512) (i32.const 1)) (i32.const 0)`,
+      { extra: '(data (i32.const 512) "A")' },
+    );
+    writeFileSync(path, await watBytes(slowA));
+    const { transform, telemetry } = setup({ module: path, poolSize: 1, hotReload: true });
+    await transform.start();
+    const slow = transform.process(batchOf(['S slow', 'x']));
+    await replaceFile(path, await watBytes(constant('B')));
+    await pollUntil('the reload', () => telemetry.counter('wasm_module_reloads_total', 'parse') >= 1, { describe: () => JSON.stringify(telemetry.snapshot()) });
+    expect(texts((await transform.process(batchOf(['n']))).out)).toEqual(['B']);
+    expect(texts((await slow).out)).toEqual(['A', 'A']);
   });
 });

@@ -61,3 +61,18 @@ export function guestWrote(telemetry: Telemetry, component: string, text: string
 
 /** Batches in which a WASI guest wrote to stdout/stderr. */
 export const WASM_GUEST_OUTPUT_TOTAL = 'wasm_guest_output_total';
+
+/** Hot reloads that switched to a new module. */
+export const WASM_MODULE_RELOADS_TOTAL = 'wasm_module_reloads_total';
+/** Changed module files refused on reload (the old module kept running). */
+export const WASM_RELOAD_REFUSED_TOTAL = 'wasm_reload_refused_total';
+
+export function moduleReloaded(telemetry: Telemetry, component: string, from: string, to: string): void {
+  telemetry.count(WASM_MODULE_RELOADS_TOTAL, component, 1);
+  telemetry.log('info', 'wasm_module_reloaded', `module reloaded: sha256 ${from} -> ${to}; new batches use it`, component);
+}
+
+export function reloadRefused(telemetry: Telemetry, component: string, reason: string): void {
+  telemetry.count(WASM_RELOAD_REFUSED_TOTAL, component, 1);
+  telemetry.logLimited('error', 'wasm_reload_refused', `the changed module was refused, the old one keeps running: ${reason}`, component);
+}

@@ -10,9 +10,10 @@
  * the poison line goes to the failure policy.
  */
 import { createHash } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { ComponentContext, Transform, TransformResult, TransformType } from '../../components.js';
@@ -25,7 +26,7 @@ import { capMemory } from '../../wasm-memory/limits.js';
 import { FluentBitRunner } from '../../wasm-memory/fluent-bit.js';
 import { DEFAULT_MAX_OUTPUT_BYTES, PluginRunner, type BatchContext, type BatchOutcome, type LineFailure } from '../../wasm-memory/runner.js';
 import { compileModule, type WasmModule } from '../../wasm-memory/wasm-api.js';
-import { batchRetried, guestWrote, pluginDropped, pluginLinesFailed, type FailurePolicy } from './events.js';
+import { batchRetried, guestWrote, moduleReloaded, pluginDropped, pluginLinesFailed, reloadRefused, type FailurePolicy } from './events.js';
 import type { PluginAbi, WorkerInit, WorkerResult, WorkerTask } from './protocol.js';
 
 /** `drop_on_error`: forward a failed line unchanged (false) or drop it (true). Default: lose nothing. */
@@ -72,7 +73,16 @@ export interface WasmTransformConfig {
   tag?: string;
   /** `wasi`: give a `fluent-bit` guest the WASI subset of wasi.ts (fd_write to stdout/stderr, environ, proc_exit, random). */
   wasi: boolean;
+  /** `hot_reload`: watch the module file and switch new batches to a changed module. */
+  hotReload: boolean;
 }
+
+/**
+ * `hot_reload`: off by default, so that what runs is what was checked at start. When on, a
+ * changed module file that passes every start-up check (pin, ABI, `init`) takes over new batches;
+ * one that fails is refused, counted and logged, and the old module keeps running.
+ */
+export const DEFAULT_HOT_RELOAD = false;
 
 /** `abi`: the guest interface. */
 export const DEFAULT_ABI: PluginAbi = 'logwasm';
@@ -112,6 +122,7 @@ export const wasmTransform: TransformType<WasmTransformConfig> = {
       abi: readAbi(reader),
       functionName: reader.string('function', ''),
       wasi: reader.boolean('wasi', DEFAULT_WASI),
+      hotReload: reader.boolean('hot_reload', DEFAULT_HOT_RELOAD),
     };
     if (sha256 !== undefined) config.sha256 = sha256.toLowerCase();
     const tag = reader.string('tag');
@@ -201,26 +212,47 @@ export async function loadPlugin(path: string, label: string, options: LoadOptio
   return { module, sha256, size: bytes.byteLength };
 }
 
+/** One pool and the module it runs; replaced whole on a hot reload. */
+interface Generation {
+  pool: Piscina;
+  sha256: string;
+  /** Batches using this pool now (including their line-by-line retries). */
+  inflight: number;
+  /** Replaced by a newer generation: destroyed once `inflight` drops to 0. */
+  retired: boolean;
+}
+
 class WasmTransform implements Transform {
-  private pool: Piscina | undefined;
+  private current: Generation | undefined;
   private readonly label: string;
+  private readonly initOptions: string;
+  private watcher: FSWatcher | undefined;
+  private reloading: Promise<void> | undefined;
+  private reloadAgain = false;
+  private readonly retiring = new Set<Promise<void>>();
 
   constructor(
     private readonly config: WasmTransformConfig,
     private readonly context: ComponentContext,
   ) {
     this.label = `transforms.${context.id}`;
+    this.initOptions = JSON.stringify(config.options);
   }
 
   async start(): Promise<void> {
-    const initOptions = JSON.stringify(this.config.options);
-    const { module } = await loadPlugin(resolve(this.config.module), this.label, {
+    const filename = workerFile();
+    this.current = await this.startGeneration(filename);
+    if (this.config.hotReload) this.watch();
+  }
+
+  /** Loads and checks the module file as it is now, and starts a pool for it. */
+  private async startGeneration(filename = workerFile()): Promise<Generation> {
+    const { module, sha256 } = await loadPlugin(resolve(this.config.module), this.label, {
       heapMemorySize: this.config.heapMemorySize,
-      initOptions,
+      initOptions: this.initOptions,
       ...(this.config.sha256 === undefined ? {} : { sha256: this.config.sha256 }),
       ...(this.config.abi === 'fluent-bit' ? { fluentBit: { functionName: this.config.functionName, wasi: this.config.wasi } } : {}),
     });
-    const filename = workerFile();
     try {
       await access(filename);
     } catch (error) {
@@ -230,25 +262,96 @@ class WasmTransform implements Transform {
       module,
       dropOnError: this.config.dropOnError,
       label: this.label,
-      initOptions,
+      initOptions: this.initOptions,
       maxOutputBytes: this.config.maxOutputBytes,
       heapMemorySize: this.config.heapMemorySize,
       abi: this.config.abi,
       functionName: this.config.functionName,
       wasi: this.config.wasi,
     };
-    this.pool = new Piscina({
+    const pool = new Piscina({
       filename,
       minThreads: this.config.poolSize,
       maxThreads: this.config.poolSize,
       idleTimeout: Infinity,
       workerData,
     });
+    return { pool, sha256, inflight: 0, retired: false };
+  }
+
+  /**
+   * Watches the module's directory (editors and deploy tools replace a file by renaming over it,
+   * which a watch on the file itself would miss) and reloads when the file's name shows up.
+   */
+  private watch(): void {
+    const path = resolve(this.config.module);
+    const name = basename(path);
+    this.watcher = watch(dirname(path), (_event, changed) => {
+      if (changed === null || changed.toString() === name) this.requestReload();
+    });
+    this.watcher.on('error', (error) => reloadRefused(this.context.telemetry, this.context.id, `watching "${path}" failed: ${String(error)}`));
+  }
+
+  /** Coalesces change events: one reload at a time, and one more if the file changed meanwhile. */
+  private requestReload(): void {
+    if (this.reloading !== undefined) {
+      this.reloadAgain = true;
+      return;
+    }
+    this.reloading = this.reload().finally(() => {
+      this.reloading = undefined;
+      if (this.reloadAgain && this.current !== undefined) {
+        this.reloadAgain = false;
+        this.requestReload();
+      }
+    });
+  }
+
+  /**
+   * New batches go to a pool running the new module; batches already on the old pool finish
+   * there (nothing lost, nothing run twice), then it is destroyed. A file that fails to read,
+   * compile, match its pin or pass the ABI checks is refused and the old module kept.
+   */
+  private async reload(): Promise<void> {
+    const old = this.current;
+    if (old === undefined) return;
+    let next: Generation;
+    try {
+      next = await this.startGeneration();
+    } catch (error) {
+      reloadRefused(this.context.telemetry, this.context.id, error instanceof Error ? error.message : String(error));
+      return;
+    }
+    if (this.current !== old || next.sha256 === old.sha256) {
+      // Stopped meanwhile, or the same bytes written again: keep what runs.
+      await next.pool.destroy();
+      return;
+    }
+    this.current = next;
+    moduleReloaded(this.context.telemetry, this.context.id, old.sha256, next.sha256);
+    this.retire(old);
+  }
+
+  private retire(generation: Generation): void {
+    generation.retired = true;
+    if (generation.inflight > 0) return;
+    const done = generation.pool.destroy().finally(() => this.retiring.delete(done));
+    this.retiring.add(done);
   }
 
   async process(batch: LineBatch): Promise<TransformResult> {
-    const pool = this.pool;
-    if (pool === undefined) throw new PluginLoadError(`${this.label}: process() before start()`);
+    const generation = this.current;
+    if (generation === undefined) throw new PluginLoadError(`${this.label}: process() before start()`);
+    generation.inflight++;
+    try {
+      return await this.processOn(generation.pool, batch);
+    } finally {
+      generation.inflight--;
+      if (generation.retired && generation.inflight === 0) this.retire(generation);
+    }
+  }
+
+  private async processOn(pool: Piscina, batch: LineBatch): Promise<TransformResult> {
     const count = lineCount(batch);
     const meta = { ...batch.meta, format: 'json' as const };
     if (count <= 0) return { out: { data: batch.data, offsets: batch.offsets, meta } };
@@ -327,11 +430,15 @@ class WasmTransform implements Transform {
   }
 
   async stop(): Promise<void> {
-    const pool = this.pool;
-    this.pool = undefined;
-    if (pool === undefined) return;
-    await pool.close();
-    await pool.destroy();
+    this.watcher?.close();
+    this.watcher = undefined;
+    const generation = this.current;
+    this.current = undefined;
+    await this.reloading;
+    await Promise.all(this.retiring);
+    if (generation === undefined) return;
+    await generation.pool.close();
+    await generation.pool.destroy();
   }
 }
 
