@@ -108,4 +108,56 @@ describe('Delivery', () => {
     expect(log.at(-1)).toBe('undelivered 1');
     expect(log.some((line) => line.startsWith('sent'))).toBe(false);
   });
+
+  it('writeLater: segments enter the queue in admission order, whatever order they are produced in', async () => {
+    const { calls, send } = manualSend();
+    const delivery = new Delivery(send, options({ maxEvents: 4 }), recorder().events);
+    let finishFirst!: (records: number[]) => void;
+    const first = delivery.writeLater(2, () => new Promise<number[]>((resolve) => (finishFirst = resolve)));
+    const second = delivery.writeLater(2, () => [3, 4]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(calls).toHaveLength(0); // [3, 4] waits behind the first write
+    finishFirst([1, 2]);
+    await pollUntil('one request', () => calls.length === 1 || undefined);
+    expect(calls[0]!.records).toEqual([1, 2, 3, 4]);
+    calls[0]!.answer({ status: 'sent' });
+    await Promise.all([first, second]);
+  });
+
+  it('writeLater: produce runs only once the records have room (backpressure before the work)', async () => {
+    const { calls, send } = manualSend();
+    const delivery = new Delivery(send, options(), recorder().events);
+    const first = delivery.write([1, 2, 3, 4, 5, 6]);
+    let produced = false;
+    const second = delivery.writeLater(1, () => {
+      produced = true;
+      return [7];
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(produced).toBe(false);
+    await pollUntil('two requests', () => calls.length === 2 || undefined);
+    calls[0]!.answer({ status: 'sent' });
+    await pollUntil('[7] produced', () => produced || undefined);
+    calls[1]!.answer({ status: 'sent' });
+    await first;
+    const stopping = delivery.stop();
+    await pollUntil('third request', () => calls.length === 3 || undefined);
+    calls[2]!.answer({ status: 'sent' });
+    await Promise.all([second, stopping]);
+  });
+
+  it('writeLater: a failed production is reported as rejected and does not hold back later writes', async () => {
+    const { calls, send } = manualSend();
+    const { log, events } = recorder();
+    const delivery = new Delivery(send, options({ maxEvents: 2 }), events);
+    const failed = delivery.writeLater(3, () => Promise.reject(new Error('worker died')));
+    const next = delivery.write([8, 9]);
+    await failed;
+    await pollUntil('one request', () => calls.length === 1 || undefined);
+    expect(calls[0]!.records).toEqual([8, 9]);
+    calls[0]!.answer({ status: 'sent' });
+    await next;
+    expect(log).toEqual(['rejected 3 could not encode: worker died', 'sent 2']);
+    expect(delivery.pending).toBe(0);
+  });
 });

@@ -5,6 +5,7 @@ import { batchFromLines, type BatchMeta, type LineBatch } from '../src/event.js'
 import {
   DISCARDED_EVENTS,
   ERRORS,
+  MAIN_THREAD_ENCODED_BATCHES,
   REJECTED_EVENTS,
   SENT_EVENTS,
   UNDELIVERED_EVENTS,
@@ -183,6 +184,89 @@ describe('opentelemetry sink: round trip through a real OTLP/HTTP receiver', () 
     expect(otlp.requests[0]!.headers['x-tenant']).toBe('acme');
     expect(otlp.records.map((r) => r.body)).toEqual(['zipped']);
   });
+});
+
+describe('opentelemetry sink: the protobuf encoding pool', () => {
+  it('encodes in a worker thread: the batch buffer is transferred, nothing is encoded on the main thread', async () => {
+    const otlp = await receiver();
+    const { sink: s, telemetry } = sink({ endpoint: otlp.url, batch: { timeout_secs: 0.05 } });
+    await s.start();
+    const input = batch(['{"msg":"one","level":"info"}', 'two']);
+    const data = input.data;
+    expect(data.buffer.byteLength).toBeGreaterThan(0);
+    await s.write(input);
+    // Ownership moved to the encoding thread, so the buffer here is detached (a structured-clone
+    // copy would leave it whole). Requires `npm run build`: the worker runs from dist/.
+    expect(data.buffer.byteLength).toBe(0);
+    expect(otlp.records.map((r) => r.body)).toEqual([{ msg: 'one', level: 'info' }, 'two']);
+    expect(otlp.records[0]!.severityNumber).toBe(9);
+    expect(telemetry.counter(MAIN_THREAD_ENCODED_BATCHES, 'otlp')).toBe(0);
+  });
+
+  it('a view into a larger buffer is copied, not transferred: the rest of the buffer stays usable', async () => {
+    const otlp = await receiver();
+    const { sink: s } = sink({ endpoint: otlp.url, batch: { timeout_secs: 0.05 } });
+    const whole = encoder.encode('xxhello');
+    const input: LineBatch = { data: whole.subarray(2), offsets: new Uint32Array([0, 5]), meta: meta({ format: 'text' }) };
+    await s.write(input);
+    expect(whole.byteLength).toBe(7);
+    expect(otlp.records.map((r) => r.body)).toEqual(['hello']);
+  });
+
+  it('keeps the write order across concurrent writes, batches split over requests, one resource per file', async () => {
+    const otlp = await receiver();
+    const { sink: s } = sink({
+      endpoint: otlp.url,
+      batch: { max_events: 7, timeout_secs: 0.05 },
+      request: { concurrency: 'none' },
+    });
+    const expected: string[] = [];
+    const writes: Promise<void>[] = [];
+    for (let b = 0; b < 12; b++) {
+      const lines = Array.from({ length: 1 + (b % 5) }, (_, i) => `{"b":${b},"i":${i}}`);
+      expected.push(...lines.map((_, i) => `${b}.${i}`));
+      writes.push(s.write(batch(lines, { file: `/logs/f${b % 3}.log` })));
+    }
+    await Promise.all(writes);
+    const seen = otlp.records.map((r) => {
+      const body = r.body as { b: bigint; i: bigint };
+      expect(r.attributes['log.file.path']).toBe(`/logs/f${Number(body.b) % 3}.log`);
+      return `${body.b}.${body.i}`;
+    });
+    expect(seen).toEqual(expected);
+    expect(otlp.requests.every((r) => r.recordCount <= 7)).toBe(true);
+    expect(otlp.requests.length).toBeGreaterThan(expected.length / 7);
+  });
+});
+
+describe('opentelemetry sink: Kubernetes and stream metadata', () => {
+  for (const codec of ['protobuf', 'json'] as const) {
+    it(`${codec}: k8s.* resource attributes and log.iostream`, async () => {
+      const otlp = await receiver();
+      const { sink: s } = sink({ endpoint: otlp.url, encoding: codec, batch: { timeout_secs: 0.05 } });
+      await s.write(
+        batch(['{"msg":"hi"}'], {
+          kubernetes: { pod_namespace: 'shop', pod_name: 'cart-7d9f', pod_uid: 'u-1', container_name: 'cart' },
+          stream: 'stderr',
+        }),
+      );
+      await s.write(batch(['plain'], { host: 'node-1' }));
+      expect(otlp.records[0]!.resource).toEqual({
+        'host.name': 'node-1',
+        'service.name': 'logwasm',
+        'k8s.namespace.name': 'shop',
+        'k8s.pod.name': 'cart-7d9f',
+        'k8s.pod.uid': 'u-1',
+        'k8s.container.name': 'cart',
+      });
+      expect(otlp.records[0]!.attributes['log.iostream']).toBe('stderr');
+      expect(otlp.records[1]!.resource).toEqual({ 'host.name': 'node-1', 'service.name': 'logwasm' });
+      expect(otlp.records[1]!.attributes).toEqual({
+        'log.file.path': '/var/log/app/service.log',
+        'log.file.name': 'service.log',
+      });
+    });
+  }
 });
 
 describe('opentelemetry sink: delivery', () => {
