@@ -60,9 +60,15 @@ export const DEFAULT_CHARSET: Charset = 'utf-8';
  */
 export const MAX_OPEN_FILES = 512;
 /** A file with no new data for this long is idle: read only on a watch event or a size check. */
-export const IDLE_AFTER_MS = 10_000;
+export const IDLE_AFTER_MS = 2000;
 /** How often an idle file's size, inode and truncation are checked (busy files: every POLL_INTERVAL_MS). */
 export const IDLE_CHECK_MS = 2000;
+/**
+ * Files idle for longer than this are checked only every `8 * IDLE_CHECK_MS`: watch events
+ * (inotify) report their changes at once, polling is the fallback. Keeps idle CPU low with
+ * thousands of files.
+ */
+export const LONG_IDLE_MS = 30_000;
 
 export interface FileSourceConfig {
   include: string[];
@@ -269,6 +275,8 @@ export class FileSource implements Source {
   private pumpAgain = false;
   private scanRun: Promise<void> | null = null;
   private scanAgain = false;
+  private scanFull = false;
+  private tickForced = false;
   private ticking = false;
   private replayScanned = false;
   private resolveFinished!: () => void;
@@ -313,7 +321,7 @@ export class FileSource implements Source {
     this.startWatching();
     this.timers.push(
       setInterval(() => void this.tick(), this.internal.pollIntervalMs),
-      setInterval(() => void this.scan(false), Math.max(this.config.globMinimumCooldownMs, 10)),
+      setInterval(() => void this.scan(false, false), Math.max(this.config.globMinimumCooldownMs, 10)),
       setInterval(() => void this.writeCheckpoints(), this.internal.checkpointIntervalMs),
     );
     this.kick();
@@ -340,6 +348,8 @@ export class FileSource implements Source {
     // Lines without their delimiter yet are sent now: nothing else will ever send them.
     for (const tailer of this.tailers.values()) this.finish(tailer);
     while (this.inFlight.size > 0) await Promise.all(this.inFlight);
+    // A file truncated since the last scan is checkpointed under its new fingerprint.
+    for (const tailer of [...this.tailers.values()]) if (tailer.rekey) await this.rekey(tailer);
     await this.writeCheckpoints();
     for (const tailer of this.tailers.values()) await tailer.close().catch(() => undefined);
     this.tailers.clear();
@@ -397,6 +407,7 @@ export class FileSource implements Source {
   /** Reads one turn of one file. Returns whether anything was read. */
   private async readTurn(tailer: FileTailer): Promise<boolean> {
     if (tailer.suspended) {
+      if (this.openCount >= this.internal.maxOpenFiles) await this.enforceOpenLimit();
       if (this.openCount >= this.internal.maxOpenFiles) return false;
       if (!(await this.resumeTailer(tailer))) return false;
     }
@@ -584,7 +595,8 @@ export class FileSource implements Source {
   }
 
   /** Expands the globs; opens new files; marks tracked files found nowhere as draining. */
-  private scan(initial: boolean): Promise<void> {
+  private scan(initial: boolean, full = true): Promise<void> {
+    this.scanFull ||= full;
     if (this.scanRun !== null) {
       this.scanAgain = true;
       return this.scanRun;
@@ -592,7 +604,9 @@ export class FileSource implements Source {
     this.scanRun = (async () => {
       do {
         this.scanAgain = false;
-        await this.scanOnce(initial);
+        const fullScan = this.scanFull || initial;
+        this.scanFull = false;
+        await this.scanOnce(initial, fullScan);
       } while (this.scanAgain && !this.stopping);
     })().finally(() => {
       this.scanRun = null;
@@ -600,7 +614,12 @@ export class FileSource implements Source {
     return this.scanRun;
   }
 
-  private async scanOnce(initial: boolean): Promise<void> {
+  /**
+   * `full`: stat every path. Otherwise (the periodic rescan) a path whose tracked file was seen
+   * there by a recent stat is taken as unchanged: rotations are found by watch events (which ask
+   * for a full scan) and by the per-file checks of `tick`.
+   */
+  private async scanOnce(initial: boolean, full: boolean): Promise<void> {
     if (this.stopping) return;
     let paths: string[];
     try {
@@ -614,6 +633,11 @@ export class FileSource implements Source {
     const now = Date.now();
     for (const file of paths) {
       if (this.stopping) return;
+      const byPath = this.byPath.get(file);
+      if (!full && byPath !== undefined && byPath.path === file && !byPath.rekey && now - byPath.verifiedMs < this.checkInterval(byPath, now)) {
+        seen.add(byPath);
+        continue;
+      }
       let stats;
       try {
         stats = await stat(file, { bigint: true });
@@ -625,6 +649,7 @@ export class FileSource implements Source {
       const known = this.byInode.get(inodeKey(stats));
       if (known !== undefined) {
         seen.add(known);
+        known.verifiedMs = now;
         if (known.path !== file) {
           if (this.byPath.get(known.path) === known) this.byPath.delete(known.path);
           known.path = file;
@@ -769,9 +794,16 @@ export class FileSource implements Source {
   }
 
   /** Poll fallback: truncation, growth and rotation checks; timers; the descriptor limit; a read round. */
-  private async tick(): Promise<void> {
+  private checkInterval(tailer: FileTailer, now: number): number {
+    return now - tailer.lastDataMs >= LONG_IDLE_MS ? this.internal.idleCheckMs * 8 : this.internal.idleCheckMs;
+  }
+
+  private async tick(force = false): Promise<void> {
+    this.tickForced ||= force;
     if (this.ticking || this.stopping) return;
     this.ticking = true;
+    force = this.tickForced;
+    this.tickForced = false;
     try {
       let moved = false;
       const now = Date.now();
@@ -779,9 +811,10 @@ export class FileSource implements Source {
         if (this.stopping) return;
         if (tailer.complete || tailer.busy) continue;
         if (tailer.suspended) {
-          if (!tailer.poke && now - tailer.lastCheckMs >= this.internal.idleCheckMs) {
+          if (!tailer.poke && (force || now - tailer.lastCheckMs >= this.checkInterval(tailer, now))) {
             tailer.lastCheckMs = now;
             if (await tailer.changedAtPath()) tailer.poke = true;
+            else tailer.verifiedMs = now;
           }
           continue;
         }
@@ -795,7 +828,7 @@ export class FileSource implements Source {
           continue;
         }
         const idle = now - tailer.lastDataMs >= this.internal.idleAfterMs;
-        if (!idle || tailer.poke || now - tailer.lastCheckMs >= this.internal.idleCheckMs) {
+        if (force || !idle || tailer.poke || now - tailer.lastCheckMs >= this.checkInterval(tailer, now)) {
           tailer.lastCheckMs = now;
           try {
             const change = await tailer.probe();
@@ -809,6 +842,7 @@ export class FileSource implements Source {
           }
           try {
             if (inodeKey(await stat(tailer.path, { bigint: true })) !== tailer.inode) moved = true;
+            else tailer.verifiedMs = now;
           } catch {
             moved = true;
           }
@@ -845,17 +879,22 @@ export class FileSource implements Source {
     tailer.poke = true;
   }
 
-  /** Closes the descriptors of the files idle the longest (at end of file) while over the limit. */
+  /**
+   * Keeps open descriptors within `maxOpenFiles`: while over it, or while closed files wait to be
+   * read, the files at end of file that were idle the longest are closed (up to half the limit
+   * per tick is freed for the waiting ones).
+   */
   private async enforceOpenLimit(): Promise<void> {
     const max = this.internal.maxOpenFiles;
-    if (this.openCount <= max) {
-      return;
-    }
+    let waiting = 0;
+    for (const t of this.tailers.values()) if (t.suspended && t.poke) waiting++;
+    const target = max - Math.min(waiting, Math.max(1, Math.floor(max / 2)));
+    if (this.openCount <= target) return;
     const idle = [...this.tailers.values()]
       .filter((t) => t.isOpen && !t.gzip && !t.busy && !t.draining && !t.poke && t.eofSinceMs !== null)
       .sort((a, b) => a.lastDataMs - b.lastDataMs);
     for (const tailer of idle) {
-      if (this.openCount <= Math.max(0, max - 1)) break;
+      if (this.openCount <= target) break;
       await this.suspendTailer(tailer);
     }
   }
@@ -868,7 +907,7 @@ export class FileSource implements Source {
     watcher.on('add', (file: string) => {
       if (this.discovery.matches(path.resolve(file))) void this.scan(false);
     });
-    watcher.on('unlink', () => void this.tick());
+    watcher.on('unlink', () => void this.tick(true));
     watcher.on('change', (file: string) => {
       const tailer = this.byPath.get(path.resolve(file));
       if (tailer !== undefined) tailer.poke = true;

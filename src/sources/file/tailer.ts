@@ -102,6 +102,8 @@ export class FileTailer {
   busy = false;
   /** Something may be readable (watch event or size check): read it even if idle. */
   poke = true;
+  /** Last time a stat of `path` showed this file there. */
+  verifiedMs = 0;
   /** Last time the file was checked for truncation, growth and rotation. */
   lastCheckMs = 0;
   /** Last time a read returned data (or the file was opened). */
