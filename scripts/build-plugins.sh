@@ -6,6 +6,8 @@
 #   scripts/build-plugins.sh redact       only the named ones
 #
 # plugins/sdk-rust/ is the SDK library the plugins depend on, not a plugin: it is skipped.
+# AssemblyScript plugins (plugins/<name>/assembly/index.ts) are built with the npm `assemblyscript`
+# compiler (a devDependency: `npm install` first), with no Rust at all.
 # Fluent Bit-style filters (plugins/fluent-bit-*/) target wasm32-wasi, as Fluent Bit's do.
 #
 # Toolchain: Debian's rustc/cargo (apt: rustc cargo libstd-rust-dev-wasm32 librust-serde-json-dev).
@@ -16,19 +18,30 @@ set -euo pipefail
 export PATH="/usr/bin:$PATH"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ "$#" -gt 0 ]; then
-  manifests=()
-  for name in "$@"; do manifests+=("$root/plugins/$name/Cargo.toml"); done
+  names=("$@")
 else
-  manifests=("$root"/plugins/*/Cargo.toml)
+  names=()
+  for dir in "$root"/plugins/*/; do names+=("$(basename "$dir")"); done
 fi
 built=0
+manifests=()
+for name in "${names[@]}"; do
+  dir="$root/plugins/$name"
+  if [ -f "$dir/assembly/index.ts" ]; then
+    echo "building plugin $name (AssemblyScript)" >&2
+    (cd "$root" && npx --no-install asc "plugins/$name/assembly/index.ts" --runtime incremental --use abort= -O3 --noAssert -o "plugins/$name/$name.wasm")
+    echo "wrote plugins/$name/$name.wasm ($(wc -c <"$dir/$name.wasm") bytes)" >&2
+    built=$((built + 1))
+  elif [ -f "$dir/Cargo.toml" ]; then
+    manifests+=("$dir/Cargo.toml")
+  elif [ "$#" -gt 0 ]; then
+    echo "no plugin $name (neither $dir/Cargo.toml nor $dir/assembly/index.ts)" >&2
+    exit 1
+  fi
+done
 for manifest in "${manifests[@]}"; do
   dir="$(dirname "$manifest")"
   name="$(basename "$dir")"
-  if [ ! -f "$manifest" ]; then
-    echo "no plugin $name (no $manifest)" >&2
-    exit 1
-  fi
   grep -q 'cdylib' "$manifest" || continue
   crate="${name//-/_}"
   target="wasm32-unknown-unknown"
