@@ -102,11 +102,8 @@ pub unsafe extern "C" fn process_log(ptr: i32, len: i32) -> i32 {
 
 /// Writes the rewritten line into `output`; false means "pass the input through unchanged".
 fn rewrite(input: &[u8], output: &mut Vec<u8>) -> bool {
-    // Bytes of 0x80 and above may only appear inside strings, so checking the whole line up
-    // front is the same as checking each string, and std's check skips ASCII a word at a time.
-    if std::str::from_utf8(input).is_err() {
-        return false;
-    }
+    // No separate UTF-8 check: bytes of 0x80 and above are valid JSON only inside strings, and
+    // `string` checks them there (so a line that is not an object is never checked at all).
     let mut scanner = Scanner { bytes: input, pos: 0 };
     let top = match scanner.top_object() {
         Ok(top) => top,
@@ -298,11 +295,16 @@ const NAMES: [(&[u8], Name); 7] = [
     (b"log_size_bytes", Name::LogSizeBytes),
 ];
 
-/// Bytes that end the fast run through a string: `"`, `\` and control characters.
+/// Bytes that end the fast run through a string: `"`, `\`, control characters and non-ASCII.
 static STRING_STOP: [bool; 256] = {
     let mut table = [false; 256];
     let mut byte = 0;
     while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    byte = 0x80;
+    while byte < 0x100 {
         table[byte] = true;
         byte += 1;
     }
@@ -314,16 +316,16 @@ static STRING_STOP: [bool; 256] = {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
-/// High bit set in each byte of `word` (little-endian) that is `"`, `\\` or below 0x20. The
-/// classic SWAR tests (`x - 0x01.. & !x & 0x80..` finds a zero byte) can also flag a byte above a
-/// flagged one, through the borrow, but never one below, so the lowest flag is exact.
+/// High bit set in each byte of `word` (little-endian) that is `"`, `\`, below 0x20 or from 0x80
+/// up. The classic SWAR tests (`x - 0x01.. & !x & 0x80..` finds a zero byte) can also flag a byte
+/// above a flagged one, through the borrow, but never one below, so the lowest flag is exact.
 fn string_stops(word: u64) -> u64 {
     let quote = word ^ (ONES * u64::from(b'"'));
     let backslash = word ^ (ONES * u64::from(b'\\'));
     let quote_zero = quote.wrapping_sub(ONES) & !quote;
     let backslash_zero = backslash.wrapping_sub(ONES) & !backslash;
     let control = word.wrapping_sub(ONES * 0x20) & !word;
-    (quote_zero | backslash_zero | control) & HIGH_BITS
+    (quote_zero | backslash_zero | control | word) & HIGH_BITS
 }
 
 struct Scanner<'a> {
@@ -468,8 +470,13 @@ impl<'a> Scanner<'a> {
         let start = self.pos + 1;
         let escaped = self.string()?;
         let key = Key { start, end: self.pos - 1, escaped };
-        self.whitespace();
-        self.expect(b':')?;
+        // Compact JSON (`"key":value`) takes the first branch.
+        if let Some(b':') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        } else {
+            self.whitespace();
+            self.expect(b':')?;
+        }
         self.whitespace();
         Ok(key)
     }
@@ -479,6 +486,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string from its opening quote; returns whether it holds an escape.
+    #[inline(always)]
     fn string(&mut self) -> Scan<bool> {
         self.expect(b'"')?;
         let mut escaped = false;
@@ -493,13 +501,27 @@ impl<'a> Scanner<'a> {
                     escaped = true;
                     self.escape()?;
                 }
+                0x80..=0xff => self.utf8_run()?,
                 _ => return Err(Invalid), // a raw control character
             }
         }
     }
 
-    /// Moves to the next `"`, `\\` or control character (invalid when there is none). Eight bytes
-    /// at a time while they hold none of those: string bytes are most of a log line.
+    /// A run of bytes from 0x80 up inside a string. Every byte of a multi-byte UTF-8 character is
+    /// from 0x80 up and every ASCII byte is a whole character, so such a run must consist of whole
+    /// characters: checking each run checks the string.
+    #[inline(never)]
+    fn utf8_run(&mut self) -> Scan<()> {
+        let rest = self.bytes.get(self.pos..).ok_or(Invalid)?;
+        let length = rest.iter().position(|&b| b < 0x80).unwrap_or(rest.len());
+        std::str::from_utf8(rest.get(..length).ok_or(Invalid)?).map_err(|_| Invalid)?;
+        self.pos += length;
+        Ok(())
+    }
+
+    /// Moves to the next `"`, `\`, control character or non-ASCII byte (invalid when there is
+    /// none). Eight bytes at a time while they hold none of those: strings are most of a line.
+    #[inline(always)]
     fn skip_plain_string_bytes(&mut self) -> Scan<()> {
         while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
             let word = match <[u8; 8]>::try_from(chunk) {
@@ -600,9 +622,24 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 
-    /// Validates one value of any kind, `depth` arrays/objects deep, without recursion: a bit per
-    /// open container (set for an object) is enough state, as nesting stops at MAX_NESTING.
+    /// Validates one value of any kind, `depth` arrays/objects deep. Scalars, most of a log line's
+    /// values, are handled here, inline; arrays and objects in `container`.
+    #[inline(always)]
     fn value(&mut self, depth: u32) -> Scan<()> {
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b'{' | b'[' => self.container(depth),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number(),
+        }
+    }
+
+    /// Validates an array or object, `depth` arrays/objects deep, without recursion: a bit per
+    /// open container (set for an object) is enough state, as nesting stops at MAX_NESTING.
+    #[inline(never)]
+    fn container(&mut self, depth: u32) -> Scan<()> {
         let mut objects: u128 = 0;
         let mut open: u32 = 0;
         loop {
