@@ -47,6 +47,8 @@ for manifest in "${manifests[@]}"; do
   target="wasm32-unknown-unknown"
   case "$name" in fluent-bit-*) target="wasm32-wasi" ;; esac
   echo "building plugin $name ($target)" >&2
+  # A new plugin has no lock file yet: make one from the offline registry, then build --locked.
+  [ -f "$dir/Cargo.lock" ] || (cd "$dir" && cargo generate-lockfile --offline)
   (cd "$dir" && cargo build --offline --release --locked --target "$target")
   cp "$dir/target/$target/release/$crate.wasm" "$dir/$name.wasm"
   echo "wrote plugins/$name/$name.wasm ($(wc -c <"$dir/$name.wasm") bytes)" >&2
