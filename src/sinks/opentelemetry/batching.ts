@@ -102,6 +102,8 @@ interface Arrival<S> {
   count: number;
   segment: S | undefined;
   ready: boolean;
+  /** Why production failed, when it did. */
+  failure?: string;
   ticket: Ticket;
 }
 
@@ -175,7 +177,7 @@ export class Delivery<S> {
         },
         (error: unknown) => {
           arrival.ready = true;
-          this.events.rejected(count, `could not encode: ${describe(error)}`);
+          arrival.failure = describe(error);
           this.admitArrivals();
         },
       );
@@ -186,14 +188,14 @@ export class Delivery<S> {
   private admitArrivals(): void {
     while (this.arrivals.length > 0 && this.arrivals[0]!.ready) {
       const arrival = this.arrivals.shift()!;
-      if (arrival.segment === undefined) {
-        // Production failed (already reported): release its records.
+      if (this.stopped) {
+        // Abandoned while being produced (a failure then is the stop's doing, e.g. a closed pool).
+        this.events.undelivered(arrival.count, 'the sink stopped before they were delivered');
         this.release([{ ticket: arrival.ticket, count: arrival.count }]);
         continue;
       }
-      if (this.stopped) {
-        // Abandoned while being produced.
-        this.events.undelivered(arrival.count, 'the sink stopped before they were delivered');
+      if (arrival.segment === undefined) {
+        this.events.rejected(arrival.count, `could not encode: ${arrival.failure ?? 'no segment produced'}`);
         this.release([{ ticket: arrival.ticket, count: arrival.count }]);
         continue;
       }

@@ -31,6 +31,8 @@ export interface EncodePoolOptions {
   threads?: number;
   /** Told whenever a batch is encoded on the main thread, with the worker's message if any. */
   onFallback?: (reason: FallbackReason, detail: string) => void;
+  /** The worker script; encodeWorkerFile() by default. */
+  filename?: string;
 }
 
 /**
@@ -69,7 +71,7 @@ export class EncodePool {
   }
 
   private async open(): Promise<void> {
-    const filename = encodeWorkerFile();
+    const filename = this.options.filename ?? encodeWorkerFile();
     try {
       await access(filename);
     } catch {
