@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LINES, DEFAULT_SEED, makeBenchDir, writeCorpus, createLineGenerator } from './generate.js';
 import { cpuSecondsOf, hasGnuTime, median, runMeasured, statusKiB, waitFor } from './lib/measure.js';
+import { summarizeProfiles } from './lib/profile.js';
 import { renderMarkdown } from './lib/report.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
@@ -31,6 +32,8 @@ export const QUICK_LINES = 100_000;
 export const LONG_LINES = 10_000_000;
 /** Timed runs per end-to-end case and reference (median reported). */
 export const DEFAULT_RUNS = 3;
+/** A replay that uses no CPU for this long is stuck: it is stopped and its case reported as failed. */
+export const STALL_SECONDS = 30;
 /** Files tailed by the idle case. */
 export const IDLE_FILES = 1000;
 /** Seconds of CPU measurement in the idle case (after IDLE_SETTLE_SECONDS of settling). */
@@ -55,7 +58,7 @@ export const MICRO_BENCHES = [
   'otlp_encode_json',
   'otlp_encode_text',
 ];
-const ALL = [...E2E_CASES.map((c) => c.name), ...REFERENCES, MICRO, 'idle', 'long'];
+const ALL = [...E2E_CASES.map((c) => c.name), ...REFERENCES, MICRO, 'profile', 'idle', 'long'];
 const KNOWN = [...ALL, ...MICRO_BENCHES];
 
 /** Targets of issue 3. */
@@ -86,7 +89,7 @@ function parseOptions() {
       out: { type: 'string' },
     },
   });
-  let selected = ALL.filter((name) => name !== 'long' && !(values.quick && name === 'idle'));
+  let selected = ALL.filter((name) => name !== 'long' && !(values.quick && (name === 'idle' || name === 'profile')));
   // --idle runs the idle case alone (it is part of the full run anyway); --long adds the 10M-line
   // run to whatever else is selected, so `npm run bench -- --long` is the full suite plus it.
   if (values.idle) selected = ['idle'];
@@ -138,19 +141,21 @@ async function startReceiver() {
 const REPLAY_DONE = /replay done: (\d+) lines, (\d+) bytes in ([\d.]+) s \((\d+) lines\/s\); (\d+) errors, (\d+) undelivered/;
 
 /** One `logwasm replay` of a case over the corpus; returns the measured run and what was verified. */
-async function replayOnce(kase, corpus, workDir, receiver, onSample) {
+async function replayOnce(kase, corpus, workDir, receiver, onSample, nodeArgs = []) {
   const dataDir = mkdtempSync(join(workDir, `${kase.name}-data-`));
   const env = { ...process.env, BENCH_INPUT: corpus.file, BENCH_DATA_DIR: dataDir, BENCH_OTLP: receiver?.url ?? '' };
   const before = kase.otlp ? (await receiver.stats()).records : 0;
-  const run = await runMeasured(process.execPath, [CLI, 'replay', '--config', join(BENCH, 'cases', kase.name, 'vector.toml')], {
+  const run = await runMeasured(process.execPath, [...nodeArgs, CLI, 'replay', '--config', join(BENCH, 'cases', kase.name, 'vector.toml')], {
     cwd: ROOT,
     env,
     tmpDir: workDir,
     onSample,
+    stallSeconds: STALL_SECONDS,
   });
   rmSync(dataDir, { recursive: true, force: true });
   const done = REPLAY_DONE.exec(run.stderr);
   const problems = [];
+  if (run.stalled) problems.push(`no CPU used for ${STALL_SECONDS} s: stopped with SIGTERM`);
   if (run.code !== 0) problems.push(`exit ${run.code ?? run.signal}`);
   if (done === null) problems.push('no "replay done" line');
   else {
@@ -324,6 +329,17 @@ async function runIdle(workDir, quick) {
   }
 }
 
+/** One file_wasm_otlp replay under `node --cpu-prof` (every thread): where the time goes. */
+async function runProfile(corpus, workDir, receiver) {
+  if (!existsSync(CLI)) return { skipped: 'dist/cli.js missing: run npm run build' };
+  const dir = mkdtempSync(join(workDir, 'profile-'));
+  log('profile: file_wasm_otlp under --cpu-prof');
+  const run = await replayOnce(E2E_CASES[0], corpus, workDir, receiver, undefined, ['--cpu-prof', '--cpu-prof-dir', dir]);
+  const threads = summarizeProfiles(dir);
+  if (threads.length === 0) return { skipped: `no .cpuprofile written (exit ${run.code})` };
+  return { wallSeconds: run.wallSeconds, verified: run.verified, threads };
+}
+
 /** The 10M-line replay of file_wasm_otlp with RSS sampled over time: does memory stay flat? */
 async function runLong(workDir, receiver, lines) {
   log(`long: generating ${lines} lines`);
@@ -382,9 +398,10 @@ async function main() {
       const written = writeCorpus({ file: join(workDir, 'corpus.log'), lines: options.lines });
       results.corpus = { ...written, seed: DEFAULT_SEED, averageBytes: written.bytes / written.lines };
     }
-    if (E2E_CASES.some((c) => c.otlp && want(c.name)) || want('long')) receiver = await startReceiver();
+    if (E2E_CASES.some((c) => c.otlp && want(c.name)) || want('long') || want('profile')) receiver = await startReceiver();
     for (const name of REFERENCES) if (want(name)) results.references.push(await runReference(name, results.corpus, workDir, options.runs));
     for (const kase of E2E_CASES) if (want(kase.name)) results.e2e.push(await runE2e(kase, results.corpus, workDir, options.runs, receiver));
+    if (want('profile')) results.profile = await runProfile(results.corpus, workDir, receiver);
     if (want(MICRO) || microOnly.length > 0) results.micro = await runMicro(results.corpus, want(MICRO) ? undefined : new Set(microOnly), options.quick);
     if (want('idle')) {
       log(`idle: ${IDLE_FILES} files`);

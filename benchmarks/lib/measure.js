@@ -46,7 +46,9 @@ export function statusKiB(pid, field) {
  * Runs `command args` to its end. Returns `{ code, signal, stdout, stderr, wallSeconds, maxRssKiB,
  * cpuSeconds, rssMethod }`. `options`: `cwd`, `env`, `tmpDir` (for GNU time's report),
  * `onSample(rssKiB, elapsedSeconds)` called every 50 ms with the current VmRSS (needs no GNU time
- * for the numbers it reports, since it reads the process itself).
+ * for the numbers it reports, since it reads the process itself), `stallSeconds`: when the process
+ * uses no CPU for that long it is sent SIGTERM (then SIGKILL after as long again) and the result
+ * has `stalled: true`, so a hung run ends the case instead of the whole suite.
  */
 export function runMeasured(command, args, options = {}) {
   const useTime = hasGnuTime() && options.tmpDir !== undefined;
@@ -64,12 +66,22 @@ export function runMeasured(command, args, options = {}) {
   child.stderr.on('data', (chunk) => stderr.push(chunk));
   let hwm;
   let cpu;
+  let stalled = false;
+  let progressAt = performance.now();
   const sample = () => {
     // Under GNU time the measured process is time's only child.
     const pid = useTime ? childPid(child.pid) : child.pid;
     if (pid === undefined) return;
     hwm = statusKiB(pid, 'VmHWM') ?? hwm;
-    cpu = cpuSecondsOf(pid) ?? cpu;
+    const now = cpuSecondsOf(pid);
+    if (now !== undefined && now !== cpu) progressAt = performance.now();
+    cpu = now ?? cpu;
+    const idleSeconds = (performance.now() - progressAt) / 1000;
+    if (options.stallSeconds !== undefined && idleSeconds > options.stallSeconds) {
+      if (!stalled) process.kill(pid, 'SIGTERM');
+      else if (idleSeconds > 2 * options.stallSeconds) process.kill(pid, 'SIGKILL');
+      stalled = true;
+    }
     if (options.onSample !== undefined) {
       const rss = statusKiB(pid, 'VmRSS');
       if (rss !== undefined) options.onSample(rss, (performance.now() - started) / 1000);
@@ -107,6 +119,7 @@ export function runMeasured(command, args, options = {}) {
         maxRssKiB,
         cpuSeconds,
         rssMethod,
+        stalled,
       });
     });
   });

@@ -159,6 +159,27 @@ export function renderMarkdown(results) {
     push('', 'MB/s here counts line bytes without newlines.', '');
   }
 
+  if (results.profile !== undefined) {
+    const p = results.profile;
+    push('## Where the time goes (file_wasm_otlp under `node --cpu-prof`)', '');
+    if (p.skipped !== undefined) push(`Skipped: ${p.skipped}`, '');
+    else {
+      push(
+        `One profiled replay (${fmt(p.wallSeconds)} s wall, slower than unprofiled${p.verified ? '' : '; **not verified**'}). Self time per thread, ` +
+          'by category (wasm = the plugin\'s code; logwasm = dist/; dependencies = node_modules, e.g. the OTLP serializer; built-ins = node: modules and V8 natives such as JSON.parse) and the top functions:',
+        '',
+      );
+      for (const thread of p.threads) {
+        const cats = Object.entries(thread.categories)
+          .map(([name, ms]) => `${name} ${fmt(ms / 1000)} s`)
+          .join(', ');
+        push(`- **${thread.thread}** (busy ${fmt(thread.busyMs / 1000)} s of ${fmt(thread.totalMs / 1000)} s): ${cats}`);
+        push(`  - top: ${thread.top.slice(0, 8).map((f) => `\`${f.name.replaceAll('|', '/')}\` ${fmt(f.ms / 1000)} s`).join('; ')}`);
+      }
+      push('');
+    }
+  }
+
   if (results.long !== undefined) {
     const l = results.long;
     push(
