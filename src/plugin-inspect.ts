@@ -10,9 +10,11 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { LogwasmError } from './errors.js';
 import { bindInstance, validateModule } from './wasm-memory/abi.js';
+import { WASI_FUNCTIONS, WASI_MODULE, wasiHost } from './wasm-memory/wasi.js';
 import {
   compileModule,
   instantiate,
+  instantiateWith,
   moduleCustomSections,
   moduleExports,
   moduleImports,
@@ -32,6 +34,11 @@ export interface PluginReport {
   abiVersion: number | null;
   /** Empty when the module fits logwasm's ABI v1 (docs/plugin-abi.md). */
   abiProblems: string[];
+  /**
+   * Exports shaped like a Fluent Bit filter_wasm function (six parameters): candidates for
+   * `abi = "fluent-bit"` with `function = "..."`; `wasi = true` is needed when `imports` is not empty.
+   */
+  fluentBitFunctions: string[];
   exports: (WasmExportDescriptor & { params?: number })[];
   imports: WasmImportDescriptor[];
   /** The `producers` section: field (`language`, `processed-by`, `sdk`) -> `name version` list. */
@@ -64,13 +71,15 @@ export async function inspectPlugin(path: string): Promise<PluginReport> {
   } catch (error) {
     abiProblems.push(stripLabel(error));
   }
-  if (imports.length === 0) {
+  const wasiOnly = imports.length > 0 && imports.every((i) => i.module === WASI_MODULE && i.kind === 'function' && WASI_FUNCTIONS.includes(i.name));
+  if (imports.length === 0 || wasiOnly) {
     try {
-      const instance = instantiate(module);
+      // A WASI guest is instantiated with the host's WASI subset (which does nothing until called).
+      const instance = imports.length === 0 ? instantiate(module) : instantiateWith(module, wasiHost().imports);
       arities = instance.exports;
       const version = instance.exports['logwasm_abi_version'];
       if (typeof version === 'function') abiVersion = Number((version as () => unknown)());
-      if (abiProblems.length === 0) bindInstance(instance, 'module');
+      if (abiProblems.length === 0 && imports.length === 0) bindInstance(instance, 'module');
     } catch (error) {
       abiProblems.push(stripLabel(error));
     }
@@ -79,6 +88,7 @@ export async function inspectPlugin(path: string): Promise<PluginReport> {
     const fn = arities[e.name];
     return typeof fn === 'function' ? { ...e, params: fn.length } : e;
   });
+  const fluentBitFunctions = exports.filter((e) => 'params' in e && e.params === 6).map((e) => e.name);
   const producers = readProducers(module);
   const name = basename(path).replace(/\.wasm$/, '');
   const properties = [
@@ -93,6 +103,7 @@ export async function inspectPlugin(path: string): Promise<PluginReport> {
     sha256,
     abiVersion,
     abiProblems,
+    fluentBitFunctions,
     exports,
     imports,
     producers,

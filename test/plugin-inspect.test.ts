@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EXIT_CONFIG } from '../src/errors.js';
 import type { PluginReport } from '../src/plugin-inspect.js';
-import { JSON_PARSER_WASM, runCli, tempDir, tomlString } from './support/cli.js';
+import { JSON_PARSER_WASM, REPO_ROOT, runCli, tempDir, tomlString } from './support/cli.js';
 import { ECHO_BODY, guestWat, watBytes } from './support/wasm-wat.js';
 
 function sha256(path: string): string {
@@ -25,6 +25,7 @@ describe('logwasm plugin inspect', () => {
     expect(report.size).toBe(readFileSync(JSON_PARSER_WASM).byteLength);
     expect(report.abiVersion).toBe(1);
     expect(report.abiProblems).toEqual([]);
+    expect(report.fluentBitFunctions).toEqual([]);
     expect(report.imports).toEqual([]);
     expect(report.exports).toEqual(
       expect.arrayContaining([
@@ -48,8 +49,19 @@ describe('logwasm plugin inspect', () => {
     expect(run.code).toBe(0);
     const report = JSON.parse(run.stdout) as PluginReport;
     expect(report.imports).toEqual([{ module: 'wasi_snapshot_preview1', name: 'fd_write', kind: 'function' }]);
-    expect(report.abiVersion).toBeNull();
+    // It still says which ABI version it was written for; the import is what the host refuses.
+    expect(report.abiVersion).toBe(1);
     expect(report.abiProblems.join(' ')).toContain('"wasi_snapshot_preview1"."fd_write"');
+  });
+
+  it('shows a WASI Fluent Bit filter\'s imports and its six-parameter function', async () => {
+    const run = await runCli(['plugin', 'inspect', join(REPO_ROOT, 'plugins', 'fluent-bit-filter', 'fluent-bit-filter.wasm')]);
+    expect(run.code).toBe(0);
+    const report = JSON.parse(run.stdout) as PluginReport;
+    expect(report.fluentBitFunctions).toEqual(['rust_filter']);
+    expect(report.imports.map((i) => i.name)).toContain('fd_write');
+    expect(report.exports).toContainEqual({ name: 'rust_filter', kind: 'function', params: 6 });
+    expect(report.abiVersion).toBeNull();
   });
 
   it('fails with a message for a missing file or a bad invocation', async () => {
