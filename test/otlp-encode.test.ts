@@ -252,6 +252,18 @@ describe('OTLP protobuf encoder: byte transcoder against JSON.parse', () => {
     expect(decode(requestBody([{ batch: encoded, from: 0, to: 2 }]))).toEqual(reference(input));
   });
 
+  it('strings around the length-prefix boundaries (127, 128, 16383, 16384 bytes), plain and escaped', () => {
+    const lines = [127, 128, 16383, 16384].flatMap((n) => [
+      JSON.stringify({ [`k${'x'.repeat(n - 1)}`]: 'y'.repeat(n) }),
+      JSON.stringify({ v: `${'z'.repeat(n - 2)}\n`, w: `é${'a'.repeat(n)}` }),
+    ]);
+    const input = batch(lines);
+    const encoder = new BatchEncoder('logwasm');
+    const encoded = encoder.encode(input);
+    expect(encoder.stats).toEqual({ transcoded: lines.length, other: 0 });
+    expect(decode(requestBody([{ batch: encoded, from: 0, to: lines.length }]))).toEqual(reference(input));
+  });
+
   it('a line never reads into the next one', () => {
     // Each line alone is broken; glued to its neighbour it would be an object.
     const input = batch(['{"a":', '1}', '{', '}', '{"b":"x', '"}', '{"c":[', ']}']);

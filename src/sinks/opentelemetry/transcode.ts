@@ -359,6 +359,59 @@ export class JsonTranscoder {
    * surrogates becoming U+FFFD as UTF-8 encoding a JS string does. Control bytes are invalid JSON.
    */
   private string(): boolean {
+    // One pass for the common case: copy while looking for the closing quote, behind a one-byte
+    // length prefix (moved if the string turns out to be 128 bytes or more). An escape sends
+    // the string to the general path.
+    const data = this.data;
+    const end = this.end;
+    const start = this.pos + 1;
+    const w = this.w;
+    w.ensure(end - start + 1);
+    const buf = w.buf;
+    const at = w.pos + 1;
+    let pos = start;
+    let out = at;
+    for (;;) {
+      if (pos >= end) return false;
+      const c = data[pos]!;
+      if (c === QUOTE) break;
+      if (c === BACKSLASH) return this.escapedString();
+      if (c < 0x20) return false;
+      buf[out++] = c;
+      pos++;
+    }
+    this.pos = pos + 1;
+    this.stringEscaped = false;
+    this.rawStart = start;
+    this.rawEnd = pos;
+    const length = out - at;
+    if (length < 0x80) {
+      buf[at - 1] = length;
+      w.pos = out;
+      this.stringStart = at;
+      this.stringEnd = out;
+      return true;
+    }
+    const size = varintBytes(length);
+    w.pos = out;
+    w.ensure(size - 1);
+    const moved = w.buf;
+    moved.copyWithin(at - 1 + size, at, out);
+    let p = at - 1;
+    let value = length;
+    while (value >= 0x80) {
+      moved[p++] = (value & 0x7f) | 0x80;
+      value = Math.floor(value / 128);
+    }
+    moved[p] = value;
+    w.pos = at - 1 + size + length;
+    this.stringStart = at - 1 + size;
+    this.stringEnd = w.pos;
+    return true;
+  }
+
+  /** A string with escapes (scanned again from its start). */
+  private escapedString(): boolean {
     const data = this.data;
     const end = this.end;
     let pos = this.pos + 1;
