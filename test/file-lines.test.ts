@@ -146,3 +146,16 @@ describe('AckTracker', () => {
     expect(t.position).toBe(9);
   });
 });
+
+describe('AckTracker.reset (truncation)', () => {
+  it('restarts at the given position; acks of batches sent before it no longer move the position', () => {
+    const t = new AckTracker(0);
+    const old = t.add(100);
+    t.reset(0);
+    const fresh = t.add(20);
+    expect(t.ack(old)).toBe(false);
+    expect(t.position).toBe(0);
+    expect(t.ack(fresh)).toBe(true);
+    expect(t.position).toBe(20);
+  });
+});

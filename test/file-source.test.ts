@@ -155,6 +155,27 @@ describe('file source: tail', () => {
     expect(await checkpointOf(dataDir, file)).toBe(12);
   });
 
+  it('stop() does not send a line cut by a read when the rest of it is already in the file', async () => {
+    const dir = await fileTempDir();
+    const dataDir = path.join(dir, 'data');
+    const file = path.join(dir, 'app.log');
+    await writeFile(file, 'aaaa\nbbbb\n');
+    const config = fileConfig([file], {}, { ...FAST, readChunkBytes: 7, maxInFlightBatches: 1 });
+    const first = buildFileSource(config, { dataDir });
+    first.downstream.hold();
+    await first.source.start();
+    // The first read ("aaaa\nbb") filled the window of one batch; "bb" is held, cut by the read.
+    await pollUntil('first batch held', () => first.downstream.heldCount === 1);
+    const stopped = first.source.stop();
+    first.downstream.releaseAll();
+    await stopped;
+    expect(first.downstream.lines()).toEqual(['aaaa']);
+    expect(await checkpointOf(dataDir, file)).toBe(5);
+    const second = buildFileSource(config, { dataDir });
+    await second.source.start();
+    expect(await linesSeen(second.downstream, 1)).toEqual(['bbbb']);
+  });
+
   it('follows a rename rotation: the old file is read to its end, the new one from 0, nothing lost or repeated', async () => {
     const dir = await fileTempDir();
     const file = path.join(dir, 'app.log');

@@ -9,7 +9,7 @@ export interface AckTicket {
 }
 
 export class AckTracker {
-  private readonly queue: AckTicket[] = [];
+  private queue: AckTicket[] = [];
   private head = 0;
   private acked: number;
   private last: number;
@@ -41,6 +41,17 @@ export class AckTracker {
     this.queue.push(ticket);
     if (acked) this.advance();
     return ticket;
+  }
+
+  /**
+   * Starts over at `position` (the file was truncated): batches still in flight belong to the old
+   * content and no longer move the position when they are acknowledged.
+   */
+  reset(position: number): void {
+    this.queue = [];
+    this.head = 0;
+    this.acked = position;
+    this.last = position;
   }
 
   /** Marks a batch acknowledged. Returns true when the checkpointable offset moved. */

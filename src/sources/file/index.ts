@@ -345,8 +345,10 @@ export class FileSource implements Source {
     await this.scanRun;
     await this.pumpRun;
     while (this.ticking) await new Promise((resolve) => setImmediate(resolve));
-    // Lines without their delimiter yet are sent now: nothing else will ever send them.
-    for (const tailer of this.tailers.values()) this.finish(tailer);
+    // A last line without its delimiter is sent now, as Vector does, but only if it really is the
+    // end of the file: if more bytes follow (not read yet), it is a line cut by a read, and the
+    // next run reads it whole from the checkpoint, which is still at its start.
+    for (const tailer of this.tailers.values()) if (await this.atEnd(tailer)) this.finish(tailer);
     while (this.inFlight.size > 0) await Promise.all(this.inFlight);
     // A file truncated since the last scan is checkpointed under its new fingerprint.
     for (const tailer of [...this.tailers.values()]) if (tailer.rekey) await this.rekey(tailer);
@@ -354,6 +356,16 @@ export class FileSource implements Source {
     for (const tailer of this.tailers.values()) await tailer.close().catch(() => undefined);
     this.tailers.clear();
     this.resolveFinished();
+  }
+
+  private async atEnd(tailer: FileTailer): Promise<boolean> {
+    if (tailer.heldBytes === 0 || tailer.complete) return true;
+    try {
+      if (tailer.isOpen) return (await tailer.probe()) === 'same';
+      return !(await tailer.changedAtPath());
+    } catch {
+      return true;
+    }
   }
 
   /** Runs the read loop (or asks the running one to go round again). */
@@ -415,6 +427,8 @@ export class FileSource implements Source {
     const budget = Math.max(this.config.maxReadBytes, chunk);
     let total = 0;
     tailer.busy = true;
+    // A truncation noticed by `tick` takes effect here, between reads.
+    if (tailer.applyTruncation()) this.aggregators.get(tailer)?.reset(0);
     try {
       while (!this.stopping && !this.windowFull() && tailer.isOpen) {
         let outcome;
@@ -832,10 +846,7 @@ export class FileSource implements Source {
           tailer.lastCheckMs = now;
           try {
             const change = await tailer.probe();
-            if (change === 'truncated') {
-              this.aggregators.get(tailer)?.reset(0);
-              events.fileTruncated(this.context.telemetry, this.id, tailer.path);
-            }
+            if (change === 'truncated') events.fileTruncated(this.context.telemetry, this.id, tailer.path);
             if (change !== 'same') tailer.poke = true;
           } catch {
             // A failing fstat shows up as a read error on the next read.

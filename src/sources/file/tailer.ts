@@ -98,6 +98,8 @@ export class FileTailer {
   rekey = false;
   /** Where reading was when the truncation was noticed: a copy of the old content resumes there. */
   truncatedAt: number | null = null;
+  /** `probe` saw the file shorter than the read position; `applyTruncation` acts on it. */
+  private truncationPending = false;
   /** A read turn is running on this file: it must not be closed under it. */
   busy = false;
   /** Something may be readable (watch event or size check): read it even if idle. */
@@ -151,6 +153,7 @@ export class FileTailer {
    */
   async read(buffer: Uint8Array, chunkBytes: number): Promise<ReadOutcome> {
     if (this.handle === null) throw new Error(`read after close: ${this.path}`);
+    this.applyTruncation();
     const held = this.splitter.held;
     buffer.set(held, 0);
     const bytesRead = this.gz !== null ? await this.readGzip(buffer, held.byteLength, chunkBytes) : (await this.handle.read(buffer, held.byteLength, chunkBytes, this.splitter.position)).bytesRead;
@@ -165,29 +168,35 @@ export class FileTailer {
     return this.splitter.flush();
   }
 
-  /** True (and restarts at offset 0) when the file is now shorter than what was read: it was truncated. */
+  /** True when the file is now shorter than what was read: it was truncated (the next read restarts at 0). */
   async checkTruncated(): Promise<boolean> {
-    if (this.handle === null || this.gzip) return false;
-    const stats = await this.handle.stat({ bigint: true });
-    if (stats.size >= BigInt(this.splitter.position)) return false;
+    return (await this.probe()) === 'truncated';
+  }
+
+  /** Restarts at offset 0 after a truncation noted by `probe`. Returns whether it did. */
+  applyTruncation(): boolean {
+    if (!this.truncationPending) return false;
+    this.truncationPending = false;
     this.truncatedAt = this.splitter.position;
     this.splitter.reset(0);
+    this.acks.reset(0);
     this.rekey = true;
     return true;
   }
 
   /**
-   * Compares the open file's size with the read position: `truncated` (and restarts at 0, like
-   * `checkTruncated`), `grown` (there is something to read) or `same`.
+   * Compares the open file's size with the read position: `truncated`, `grown` (there is something
+   * to read) or `same`. A truncation is only noted here; the restart at offset 0 happens at the
+   * start of the next `read`, never under a read in progress (reads are serialized by the caller,
+   * probes are not).
    */
   async probe(): Promise<'truncated' | 'grown' | 'same'> {
     if (this.handle === null || this.gzip) return 'same';
+    if (this.truncationPending) return 'same';
     const stats = await this.handle.stat({ bigint: true });
     const position = BigInt(this.splitter.position);
     if (stats.size < position) {
-      this.truncatedAt = this.splitter.position;
-      this.splitter.reset(0);
-      this.rekey = true;
+      this.truncationPending = true;
       return 'truncated';
     }
     return stats.size > position ? 'grown' : 'same';
