@@ -1,8 +1,9 @@
 import { fileURLToPath } from 'node:url';
-import { ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
+import { JsonLogsSerializer, ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
 import protobuf from 'protobufjs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { batchFromLines, type BatchMeta, type LineBatch } from '../src/event.js';
+import { JsonBatchEncoder, jsonRequestBody } from '../src/sinks/opentelemetry/encode-json.js';
 import { BatchEncoder, requestBody, varintSize, type EncodedSlice } from '../src/sinks/opentelemetry/encode.js';
 import { RecordMapper } from '../src/sinks/opentelemetry/mapping.js';
 import { MAX_DEPTH } from '../src/sinks/opentelemetry/transcode.js';
@@ -292,5 +293,35 @@ describe('OTLP protobuf encoder: byte transcoder against JSON.parse', () => {
     const encoded = encoder.encode(input);
     expect(encoder.stats).toEqual({ transcoded: 1, other: 2 });
     expect(decode(requestBody([{ batch: encoded, from: 0, to: 3 }]))).toEqual(reference(input));
+  });
+});
+
+describe('OTLP JSON encoder', () => {
+  const jsonReference = (input: LineBatch): unknown =>
+    JSON.parse(Buffer.from(JsonLogsSerializer.serializeRequest(new RecordMapper('logwasm').map(input))!).toString());
+  const parsed = (body: Uint8Array): unknown => JSON.parse(Buffer.from(body).toString());
+
+  it('writes what the OpenTelemetry JSON serializer writes from the mapped records', () => {
+    for (const format of ['json', 'text'] as const) {
+      const input = batch(LINES, { format });
+      const encoded = new JsonBatchEncoder('logwasm').encode(input);
+      expect(parsed(jsonRequestBody([{ batch: encoded, from: 0, to: LINES.length }]))).toEqual(jsonReference(input));
+    }
+  });
+
+  it('splits and joins like the protobuf encoding: slices are resourceLogs entries, empty ones included', () => {
+    const input = batch(LINES);
+    const encoded = new JsonBatchEncoder('logwasm').encode(input);
+    const reference = jsonReference(input) as { resourceLogs: { scopeLogs: { logRecords: unknown[] }[] }[] };
+    const records = reference.resourceLogs[0]!.scopeLogs[0]!.logRecords;
+    const decoded = parsed(
+      jsonRequestBody([
+        { batch: encoded, from: 0, to: 1 },
+        { batch: encoded, from: 1, to: 1 },
+        { batch: encoded, from: 1, to: LINES.length },
+      ]),
+    ) as typeof reference;
+    expect(decoded.resourceLogs.map((r) => r.scopeLogs[0]!.logRecords.length)).toEqual([1, 0, LINES.length - 1]);
+    expect(decoded.resourceLogs.flatMap((r) => r.scopeLogs[0]!.logRecords)).toEqual(records);
   });
 });

@@ -186,22 +186,24 @@ describe('opentelemetry sink: round trip through a real OTLP/HTTP receiver', () 
   });
 });
 
-describe('opentelemetry sink: the protobuf encoding pool', () => {
-  it('encodes in a worker thread: the batch buffer is transferred, nothing is encoded on the main thread', async () => {
-    const otlp = await receiver();
-    const { sink: s, telemetry } = sink({ endpoint: otlp.url, batch: { timeout_secs: 0.05 } });
-    await s.start();
-    const input = batch(['{"msg":"one","level":"info"}', 'two']);
-    const data = input.data;
-    expect(data.buffer.byteLength).toBeGreaterThan(0);
-    await s.write(input);
-    // Ownership moved to the encoding thread, so the buffer here is detached (a structured-clone
-    // copy would leave it whole). Requires `npm run build`: the worker runs from dist/.
-    expect(data.buffer.byteLength).toBe(0);
-    expect(otlp.records.map((r) => r.body)).toEqual([{ msg: 'one', level: 'info' }, 'two']);
-    expect(otlp.records[0]!.severityNumber).toBe(9);
-    expect(telemetry.counter(MAIN_THREAD_ENCODED_BATCHES, 'otlp')).toBe(0);
-  });
+describe('opentelemetry sink: the encoding pool', () => {
+  for (const codec of ['protobuf', 'json'] as const) {
+    it(`${codec}: encodes in a worker thread: the batch buffer is transferred, nothing is encoded on the main thread`, async () => {
+      const otlp = await receiver();
+      const { sink: s, telemetry } = sink({ endpoint: otlp.url, encoding: codec, batch: { timeout_secs: 0.05 } });
+      await s.start();
+      const input = batch(['{"msg":"one","level":"info"}', 'two']);
+      const data = input.data;
+      expect(data.buffer.byteLength).toBeGreaterThan(0);
+      await s.write(input);
+      // Ownership moved to the encoding thread, so the buffer here is detached (a structured-clone
+      // copy would leave it whole). Requires `npm run build`: the worker runs from dist/.
+      expect(data.buffer.byteLength).toBe(0);
+      expect(otlp.records.map((r) => r.body)).toEqual([{ msg: 'one', level: 'info' }, 'two']);
+      expect(otlp.records[0]!.severityNumber).toBe(9);
+      expect(telemetry.counter(MAIN_THREAD_ENCODED_BATCHES, 'otlp')).toBe(0);
+    });
+  }
 
   it('a view into a larger buffer is copied, not transferred: the rest of the buffer stays usable', async () => {
     const otlp = await receiver();

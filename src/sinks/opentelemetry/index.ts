@@ -4,20 +4,20 @@
  * and a `write()` resolves only once the collector accepted all of its records. User docs:
  * docs/sinks/opentelemetry.md.
  *
- * Protobuf (the default) is encoded by our own encoder (encode.ts) in a worker pool (pool.ts),
- * one `ResourceLogs` per batch; the main thread only joins encoded bytes into request bodies and
- * hands them to the OpenTelemetry HTTP export delegate, which owns headers, compression, timeouts
- * and its quick retries. JSON goes through the OpenTelemetry JSON exporter from mapped records.
+ * Batches are encoded in a worker pool (pool.ts), one `ResourceLogs` per batch: OTLP protobuf by
+ * our own encoder from the bytes (encode.ts), OTLP JSON from mapped records (encode-json.ts). The
+ * main thread only joins encoded bytes into request bodies and hands them to the OpenTelemetry
+ * HTTP export delegate, which owns headers, compression, timeouts and its quick retries.
  */
-import { OTLPLogExporter as JsonLogExporter } from '@opentelemetry/exporter-logs-otlp-http';
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
-import { ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
-import type { ReadableLogRecord } from '@opentelemetry/sdk-logs';
+import type { OTLPExporterNodeConfigBase } from '@opentelemetry/otlp-exporter-base';
+import { JsonLogsSerializer, ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
 import type { ComponentContext, Sink, SinkType } from '../../components.js';
 import type { ConfigReader } from '../../config/reader.js';
 import type { LineBatch } from '../../event.js';
 import type { Telemetry } from '../../telemetry.js';
-import { ARRAY_SEGMENTS, Delivery, type SegmentOps, type Send, type SendOutcome } from './batching.js';
+import { Delivery, type SegmentOps, type Send, type SendOutcome } from './batching.js';
+import { jsonRequestBody } from './encode-json.js';
 import { requestBody, sliceCount, type EncodedSlice } from './encode.js';
 import {
   otlpEncodedOnMainThread,
@@ -28,7 +28,6 @@ import {
   otlpSendFailed,
   otlpSinkDisabled,
 } from './events.js';
-import { RecordMapper } from './mapping.js';
 import { EncodePool } from './pool.js';
 
 export const OTLP_CODECS = ['protobuf', 'json'] as const;
@@ -219,9 +218,12 @@ export function withLogsPath(endpoint: string): string {
   return url.toString();
 }
 
-type ExporterConfig = NonNullable<ConstructorParameters<typeof JsonLogExporter>[0]>;
-type ExportCallback = Parameters<JsonLogExporter['export']>[1];
-type ExportResult = Parameters<ExportCallback>[0];
+type ExporterConfig = OTLPExporterNodeConfigBase;
+interface ExportResult {
+  code: number;
+  error?: Error;
+}
+type ExportCallback = (result: ExportResult) => void;
 
 /** What both transports offer: one export attempt per call, and a shutdown that waits for them. */
 interface Exporter<Q> {
@@ -267,18 +269,24 @@ interface EncodedRequest {
 }
 
 /**
- * The OpenTelemetry OTLP/HTTP export delegate (what the protobuf exporter itself is built on),
+ * The OpenTelemetry OTLP/HTTP export delegate (what the OTLP exporters themselves are built on),
  * with a serializer that joins our pre-encoded slices instead of serializing records: the
  * transport, its headers, compression, timeout and quick retries are the exporter's own.
  */
-function createProtobufExporter(config: OpentelemetrySinkConfig): Exporter<EncodedRequest> {
+function createEncodedExporter(config: OpentelemetrySinkConfig): Exporter<EncodedRequest> {
+  const json = config.codec === 'json';
   const options = convertLegacyHttpOptions(exporterOptions(config), 'LOGS', 'v1/logs', {
-    'Content-Type': 'application/x-protobuf',
+    'Content-Type': json ? 'application/json' : 'application/x-protobuf',
   });
-  const serializer = {
-    serializeRequest: (request: EncodedRequest): Uint8Array => requestBody(request.slices),
-    deserializeResponse: (data: Uint8Array) => ProtobufLogsSerializer.deserializeResponse(data),
-  };
+  const serializer = json
+    ? {
+        serializeRequest: (request: EncodedRequest): Uint8Array => jsonRequestBody(request.slices),
+        deserializeResponse: (data: Uint8Array) => JsonLogsSerializer.deserializeResponse(data),
+      }
+    : {
+        serializeRequest: (request: EncodedRequest): Uint8Array => requestBody(request.slices),
+        deserializeResponse: (data: Uint8Array) => ProtobufLogsSerializer.deserializeResponse(data),
+      };
   return createOtlpHttpExportDelegate(
     options,
     serializer,
@@ -314,10 +322,12 @@ interface Channel {
   shutdown(): Promise<void>;
 }
 
-function protobufChannel(sink: OpentelemetrySink, config: OpentelemetrySinkConfig): Channel {
-  const exporter = createProtobufExporter(config);
+/** Batches encoded in the sink's worker pool, requests joined from encoded slices. */
+function encodedChannel(sink: OpentelemetrySink, config: OpentelemetrySinkConfig): Channel {
+  const exporter = createEncodedExporter(config);
   const pool = new EncodePool({
     serviceName: config.serviceName,
+    codec: config.codec,
     onFallback: (reason, detail) => otlpEncodedOnMainThread(sink.telemetry, sink.id, reason, detail),
   });
   const delivery = new Delivery<EncodedSlice>(
@@ -344,23 +354,6 @@ function countSlices(slices: readonly EncodedSlice[]): number {
   return count;
 }
 
-function jsonChannel(sink: OpentelemetrySink, config: OpentelemetrySinkConfig): Channel {
-  const exporter = new JsonLogExporter(exporterOptions(config));
-  const mapper = new RecordMapper(config.serviceName);
-  const delivery = new Delivery<ReadableLogRecord[]>(
-    exporterSend(exporter, (segments: ReadableLogRecord[][]) => segments.flat()),
-    sink.deliveryOptions(),
-    sink.deliveryEvents(),
-    ARRAY_SEGMENTS as SegmentOps<ReadableLogRecord[]>,
-  );
-  return {
-    delivery: delivery as Delivery<unknown>,
-    start: async () => undefined,
-    enqueue: (batch) => delivery.write(mapper.map(batch)),
-    shutdown: () => exporter.shutdown(),
-  };
-}
-
 export class OpentelemetrySink implements Sink {
   readonly id: string;
   readonly telemetry: Telemetry;
@@ -373,7 +366,7 @@ export class OpentelemetrySink implements Sink {
     this.id = context.id;
     this.telemetry = context.telemetry;
     if (config.endpoint === '') return;
-    this.channel = config.codec === 'json' ? jsonChannel(this, config) : protobufChannel(this, config);
+    this.channel = encodedChannel(this, config);
   }
 
   /** @internal The delivery engine's limits, from the config. */

@@ -1,6 +1,7 @@
 /**
  * The opentelemetry sink's encoding pool: piscina worker threads that turn batches into OTLP
- * protobuf (encode.ts), so the main thread only joins encoded bytes into request bodies.
+ * protobuf (encode.ts) or JSON (encode-json.ts), so the main thread only joins encoded bytes into
+ * request bodies.
  *
  * A batch's buffers are transferred to the worker (the sink owns the batch: after `encode()` the
  * caller's views are detached) and the encoded bytes are transferred back. If the worker script is
@@ -13,7 +14,8 @@ import { access } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { LineBatch } from '../../event.js';
-import { BatchEncoder, type EncodedBatch } from './encode.js';
+import { BatchEncoder, type EncodeInput, type EncodedBatch } from './encode.js';
+import { JsonBatchEncoder } from './encode-json.js';
 import type { EncodeTask, EncodeWorkerInit, EncodeWorkerResult } from './protocol.js';
 
 /**
@@ -28,6 +30,8 @@ export type FallbackReason = 'worker_missing' | 'worker_failed';
 
 export interface EncodePoolOptions {
   serviceName: string;
+  /** OTLP protobuf (default) or OTLP JSON. */
+  codec?: 'protobuf' | 'json';
   threads?: number;
   /** Told whenever a batch is encoded on the main thread, with the worker's message if any. */
   onFallback?: (reason: FallbackReason, detail: string) => void;
@@ -50,13 +54,13 @@ export function encodeWorkerFile(): string {
 
 export class EncodePool {
   private pool: Piscina | undefined;
-  private readonly local: BatchEncoder;
+  private readonly local: { encode(input: EncodeInput): EncodedBatch };
   private started: Promise<void> | undefined;
   /** Set when the worker script is missing: why every batch is encoded inline. */
   private missing: string | undefined;
 
   constructor(private readonly options: EncodePoolOptions) {
-    this.local = new BatchEncoder(options.serviceName);
+    this.local = options.codec === 'json' ? new JsonBatchEncoder(options.serviceName) : new BatchEncoder(options.serviceName);
   }
 
   /** Starts the worker threads; without a worker script, every batch is encoded inline. */
@@ -79,7 +83,7 @@ export class EncodePool {
       return;
     }
     const threads = this.options.threads ?? DEFAULT_ENCODE_THREADS;
-    const workerData: EncodeWorkerInit = { serviceName: this.options.serviceName };
+    const workerData: EncodeWorkerInit = { serviceName: this.options.serviceName, codec: this.options.codec ?? 'protobuf' };
     this.pool = new Piscina({ filename, minThreads: threads, maxThreads: threads, idleTimeout: Infinity, workerData });
   }
 

@@ -7,6 +7,8 @@ import type { BatchMeta } from '../../event.js';
 /** `workerData` of every worker in a sink's pool. */
 export interface EncodeWorkerInit {
   serviceName: string;
+  /** Which encoder the worker runs: OTLP protobuf (encode.ts) or OTLP JSON (encode-json.ts). */
+  codec: 'protobuf' | 'json';
 }
 
 /** One batch to encode; `data` and `offsets` are transferred (each spans its whole buffer). */

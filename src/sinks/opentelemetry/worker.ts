@@ -1,15 +1,16 @@
 /**
  * A worker of the opentelemetry sink's encoding pool: encodes whole batches to OTLP protobuf
- * (encode.ts). The batch's buffers arrive transferred and the encoded bytes go back transferred.
+ * (encode.ts) or OTLP JSON (encode-json.ts). The batch's buffers arrive transferred and the encoded bytes go back transferred.
  * Outcomes are plain data: an encoding that throws hands the input back untouched, so the main
  * thread can still deliver it (nothing typed crosses the thread, and nothing is lost here).
  */
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
 import { BatchEncoder } from './encode.js';
+import { JsonBatchEncoder } from './encode-json.js';
 import type { EncodeTask, EncodeWorkerInit, EncodeWorkerResult } from './protocol.js';
 
 const init = workerData as EncodeWorkerInit;
-const encoder = new BatchEncoder(init.serviceName);
+const encoder = init.codec === 'json' ? new JsonBatchEncoder(init.serviceName) : new BatchEncoder(init.serviceName);
 
 export default function encodeBatch(task: EncodeTask): unknown {
   let result: EncodeWorkerResult;
