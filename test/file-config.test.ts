@@ -221,3 +221,17 @@ describe('discovery', () => {
     expect(await new Discovery(['*.log'], [], dir).scan()).toEqual([path.join(dir, 'x.log')]);
   });
 });
+
+describe('docs/sources/file.md', () => {
+  it('its TOML example is a valid file source config', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const toml = (await import('toml')).default;
+    const text = await readFile(new URL('../docs/sources/file.md', import.meta.url), 'utf8');
+    const block = /```toml\n([\s\S]*?)```/.exec(text)?.[1];
+    expect(block).toBeDefined();
+    const doc = toml.parse(block!) as { sources: Record<string, Record<string, unknown>> };
+    const { problems, config } = parse(doc.sources.app_logs!);
+    expect(problems).toEqual([]);
+    expect(config.multiline?.mode).toBe('continue_through');
+  });
+});
