@@ -314,40 +314,6 @@ const SLICE_SEGMENTS: SegmentOps<EncodedSlice> = {
   slice: (segment, from, to) => ({ batch: segment.batch, from: segment.from + from, to: segment.from + to }),
 };
 
-/** One codec's whole path: how a batch becomes a segment, and how segments reach the collector. */
-interface Channel {
-  delivery: Delivery<unknown>;
-  start(): Promise<void>;
-  enqueue(batch: LineBatch, count: number): Promise<void>;
-  shutdown(): Promise<void>;
-}
-
-/** Batches encoded in the sink's worker pool, requests joined from encoded slices. */
-function encodedChannel(sink: OpentelemetrySink, config: OpentelemetrySinkConfig): Channel {
-  const exporter = createEncodedExporter(config);
-  const pool = new EncodePool({
-    serviceName: config.serviceName,
-    codec: config.codec,
-    onFallback: (reason, detail) => otlpEncodedOnMainThread(sink.telemetry, sink.id, reason, detail),
-  });
-  const delivery = new Delivery<EncodedSlice>(
-    exporterSend(exporter, (slices: EncodedSlice[]) => ({ slices, count: countSlices(slices) })),
-    sink.deliveryOptions(),
-    sink.deliveryEvents(),
-    SLICE_SEGMENTS,
-  );
-  return {
-    delivery: delivery as Delivery<unknown>,
-    start: () => pool.start(),
-    enqueue: (batch, count) =>
-      delivery.writeLater(count, async () => ({ batch: await pool.encode(batch), from: 0, to: count })),
-    shutdown: async () => {
-      await pool.close();
-      await exporter.shutdown();
-    },
-  };
-}
-
 function countSlices(slices: readonly EncodedSlice[]): number {
   let count = 0;
   for (const slice of slices) count += slice.to - slice.from;
@@ -355,59 +321,67 @@ function countSlices(slices: readonly EncodedSlice[]): number {
 }
 
 export class OpentelemetrySink implements Sink {
-  readonly id: string;
-  readonly telemetry: Telemetry;
-  private readonly channel: Channel | undefined;
+  private readonly id: string;
+  private readonly telemetry: Telemetry;
+  /** Undefined when the sink is disabled (empty endpoint). */
+  private readonly exporter: Exporter<EncodedRequest> | undefined;
+  private readonly pool: EncodePool | undefined;
+  private readonly delivery: Delivery<EncodedSlice> | undefined;
 
   constructor(
     readonly config: OpentelemetrySinkConfig,
     context: ComponentContext,
   ) {
-    this.id = context.id;
-    this.telemetry = context.telemetry;
+    const { id, telemetry } = context;
+    this.id = id;
+    this.telemetry = telemetry;
     if (config.endpoint === '') return;
-    this.channel = encodedChannel(this, config);
-  }
-
-  /** @internal The delivery engine's limits, from the config. */
-  deliveryOptions(): ConstructorParameters<typeof Delivery>[1] {
-    const { config } = this;
-    return {
-      maxEvents: config.batchMaxEvents,
-      batchTimeoutMs: config.batchTimeoutSecs * 1000,
-      maxInFlight: config.concurrency,
-      // Enough to fill every in-flight slot and one more request: deeper queues add no throughput.
-      maxPending: config.batchMaxEvents * (config.concurrency + 1),
-      retry: {
-        maxRetries: config.retryAttempts,
-        initialBackoffMs: config.retryInitialBackoffSecs * 1000,
-        maxBackoffMs: config.retryMaxDurationSecs * 1000,
+    this.exporter = createEncodedExporter(config);
+    this.pool = new EncodePool({
+      serviceName: config.serviceName,
+      codec: config.codec,
+      onFallback: (reason, detail) => otlpEncodedOnMainThread(telemetry, id, reason, detail),
+    });
+    this.delivery = new Delivery<EncodedSlice>(
+      exporterSend(this.exporter, (slices: EncodedSlice[]) => ({ slices, count: countSlices(slices) })),
+      {
+        maxEvents: config.batchMaxEvents,
+        batchTimeoutMs: config.batchTimeoutSecs * 1000,
+        maxInFlight: config.concurrency,
+        // Enough to fill every in-flight slot and one more request: deeper queues add no throughput.
+        maxPending: config.batchMaxEvents * (config.concurrency + 1),
+        retry: {
+          maxRetries: config.retryAttempts,
+          initialBackoffMs: config.retryInitialBackoffSecs * 1000,
+          maxBackoffMs: config.retryMaxDurationSecs * 1000,
+        },
       },
-    };
-  }
-
-  /** @internal What the delivery engine reports, as this sink's counters and logs. */
-  deliveryEvents(): ConstructorParameters<typeof Delivery>[2] {
-    const { id, telemetry } = this;
-    return {
-      sent: (count) => otlpEventsSent(telemetry, id, count),
-      attemptFailed: (count, reason, attempt, delayMs) => otlpSendFailed(telemetry, id, count, reason, attempt, delayMs),
-      rejected: (count, reason) => otlpRecordsRejected(telemetry, id, count, reason),
-      undelivered: (count, reason) => otlpRecordsUndelivered(telemetry, id, count, reason),
-    };
+      {
+        sent: (count) => otlpEventsSent(telemetry, id, count),
+        attemptFailed: (count, reason, attempt, delayMs) => otlpSendFailed(telemetry, id, count, reason, attempt, delayMs),
+        rejected: (count, reason) => otlpRecordsRejected(telemetry, id, count, reason),
+        undelivered: (count, reason) => otlpRecordsUndelivered(telemetry, id, count, reason),
+      },
+      SLICE_SEGMENTS,
+    );
   }
 
   async start(): Promise<void> {
-    if (this.channel === undefined) otlpSinkDisabled(this.telemetry, this.id);
-    else await this.channel.start();
+    if (this.pool === undefined) otlpSinkDisabled(this.telemetry, this.id);
+    else await this.pool.start();
   }
 
-  /** Takes ownership of `batch`: with protobuf, its buffers are transferred to an encoding thread. */
+  /**
+   * Takes ownership of `batch`: its buffers are transferred to an encoding thread (a view into a
+   * larger buffer is copied first). Resolves once the collector accepted every record.
+   */
   async write(batch: LineBatch): Promise<void> {
     const count = batch.offsets.length - 1;
     otlpEventsReceived(this.telemetry, this.id, count);
-    if (this.channel === undefined || count === 0) return;
-    await this.channel.enqueue(batch, count);
+    const { delivery, pool } = this;
+    if (delivery === undefined || pool === undefined || count === 0) return;
+    // Room in the queue is reserved before encoding, so backpressure holds before the work is done.
+    await delivery.writeLater(count, async () => ({ batch: await pool.encode(batch), from: 0, to: count }));
   }
 
   /**
@@ -415,13 +389,16 @@ export class OpentelemetrySink implements Sink {
    * With `deadlineMs`, gives up after that many ms: what is left is counted as undelivered.
    */
   async stop(deadlineMs?: number): Promise<void> {
-    const channel = this.channel;
-    if (channel === undefined) return;
+    const { delivery, pool, exporter } = this;
+    if (delivery === undefined || pool === undefined || exporter === undefined) return;
     const started = Date.now();
-    await channel.delivery.stop(deadlineMs);
+    await delivery.stop(deadlineMs);
     // shutdown() waits for the exporter's in-flight requests; after a deadline, do not wait for
     // the ones we abandoned.
-    const shutdown = channel.shutdown().catch(() => undefined);
+    const shutdown = (async () => {
+      await pool.close();
+      await exporter.shutdown();
+    })().catch(() => undefined);
     if (deadlineMs === undefined) {
       await shutdown;
       return;
@@ -434,6 +411,6 @@ export class OpentelemetrySink implements Sink {
 
   /** Records queued and not yet accepted by the collector. */
   get pending(): number {
-    return this.channel?.delivery.pending ?? 0;
+    return this.delivery?.pending ?? 0;
   }
 }
