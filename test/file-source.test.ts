@@ -155,6 +155,19 @@ describe('file source: tail', () => {
     expect(await checkpointOf(dataDir, file)).toBe(12);
   });
 
+  it('sends a last line without newline once the file has been quiet, and what is appended later as a new line', async () => {
+    const dir = await fileTempDir();
+    const dataDir = path.join(dir, 'data');
+    const file = path.join(dir, 'app.log');
+    await writeFile(file, 'done\nno newline yet');
+    const { source, downstream } = buildFileSource(fileConfig([file], {}, { ...FAST, partialLineFlushMs: 300 }), { dataDir });
+    await source.start();
+    expect(await linesSeen(downstream, 2)).toEqual(['done', 'no newline yet']);
+    await pollUntil('checkpoint past the flushed line', async () => (await checkpointOf(dataDir, file)) === 19);
+    appendFileSync(file, ' - rest\n');
+    expect(await linesSeen(downstream, 3)).toEqual(['done', 'no newline yet', ' - rest']);
+  });
+
   it('stop() does not send a line cut by a read when the rest of it is already in the file', async () => {
     const dir = await fileTempDir();
     const dataDir = path.join(dir, 'data');

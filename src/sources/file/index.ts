@@ -47,6 +47,12 @@ export const MAX_BATCH_LINES = 1000;
 export const MAX_IN_FLIGHT_BATCHES = 16;
 /** How often open files are checked for new data, rotation and truncation, besides watch events. */
 export const POLL_INTERVAL_MS = 250;
+/**
+ * A last line without its delimiter is sent once the file has been quiet (no new bytes) for this
+ * long, as if the delimiter had come: the issue's "emitted after a quiet period". Bytes appended to
+ * it later start a new line. Not a Vector option.
+ */
+export const PARTIAL_LINE_FLUSH_MS = 5000;
 /** How often changed checkpoints are written. */
 export const CHECKPOINT_INTERVAL_MS = 1000;
 
@@ -108,6 +114,7 @@ export interface FileSourceInternals {
   maxOpenFiles: number;
   idleAfterMs: number;
   idleCheckMs: number;
+  partialLineFlushMs: number;
 }
 
 export const DEFAULT_INTERNALS: FileSourceInternals = {
@@ -119,6 +126,7 @@ export const DEFAULT_INTERNALS: FileSourceInternals = {
   maxOpenFiles: MAX_OPEN_FILES,
   idleAfterMs: IDLE_AFTER_MS,
   idleCheckMs: IDLE_CHECK_MS,
+  partialLineFlushMs: PARTIAL_LINE_FLUSH_MS,
 };
 
 /** Vector options of the file source that logwasm does not implement: naming one is a config error. */
@@ -453,6 +461,11 @@ export class FileSource implements Source {
             this.noteCheckpoint(tailer);
           } else {
             tailer.eofSinceMs ??= Date.now();
+            if (tailer.flushPartial) {
+              // Quiet for PARTIAL_LINE_FLUSH_MS at end of file: the unfinished last line goes now.
+              tailer.flushPartial = false;
+              this.finish(tailer);
+            }
           }
           break;
         }
@@ -857,6 +870,11 @@ export class FileSource implements Source {
           } catch {
             moved = true;
           }
+        }
+        if (tailer.heldBytes > 0 && !tailer.flushPartial && now - tailer.lastDataMs >= this.internal.partialLineFlushMs) {
+          // Sent by the read loop at end of file, never from here: a read may be in progress.
+          tailer.flushPartial = true;
+          tailer.poke = true;
         }
         const expired = this.aggregators.get(tailer)?.expire(now);
         if (expired != null) this.emitPiece(tailer, { data: expired.data, offsets: Uint32Array.of(0, expired.data.byteLength), end: expired.end });

@@ -100,6 +100,8 @@ export class FileTailer {
   truncatedAt: number | null = null;
   /** `probe` saw the file shorter than the read position; `applyTruncation` acts on it. */
   private truncationPending = false;
+  /** Quiet long enough: send the unfinished last line at the next end of file. */
+  flushPartial = false;
   /** A read turn is running on this file: it must not be closed under it. */
   busy = false;
   /** Something may be readable (watch event or size check): read it even if idle. */
