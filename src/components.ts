@@ -53,8 +53,9 @@ export interface Transform {
 export interface Sink {
   start(): Promise<void>;
   /**
-   * Resolves when the batch is accepted: delivered, or handled by the failure policy (and
-   * counted). Must not reject. Backpressure is a promise that takes longer to resolve.
+   * Takes ownership of `batch` (its buffer may be transferred to an encoder thread). Resolves
+   * when the batch is accepted: delivered, or handled by the failure policy (and counted). Must
+   * not reject. Backpressure is a promise that takes longer to resolve.
    */
   write(batch: LineBatch): Promise<void>;
   /** Flushes what is buffered and releases resources. */
