@@ -69,4 +69,25 @@ describe('file source: gzip', () => {
     await source.stop();
     expect(downstream.lines()).toEqual([...LINES, 'after rotation']);
   });
+
+  it.runIf(process.platform === 'linux')('replays many archives with few descriptors open', async () => {
+    const dir = await fileTempDir();
+    const { readdirSync } = await import('node:fs');
+    for (let i = 0; i < 40; i++) await writeFile(path.join(dir, `a${String(i).padStart(2, '0')}.log.gz`), gzipSync(`archive ${i} line 1\narchive ${i} line 2\n`));
+    const baseline = readdirSync('/proc/self/fd').length;
+    let peak = baseline;
+    const { source, downstream } = buildFileSource(fileConfig([path.join(dir, '*.gz')], {}, { ...FAST, maxOpenFiles: 4 }), {
+      dataDir: path.join(dir, 'data'),
+      mode: 'replay',
+    });
+    const sampler = setInterval(() => (peak = Math.max(peak, readdirSync('/proc/self/fd').length)), 1);
+    try {
+      await source.start();
+      await source.finished();
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(new Set(downstream.lines()).size).toBe(80);
+    expect(peak - baseline).toBeLessThanOrEqual(4 + 4);
+  });
 });

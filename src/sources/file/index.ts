@@ -485,7 +485,7 @@ export class FileSource implements Source {
   }
 
   private async suspendTailer(tailer: FileTailer): Promise<void> {
-    if (!tailer.isOpen || tailer.gzip) return;
+    if (!tailer.isOpen || !tailer.canSuspend) return;
     this.openCount--;
     await tailer.suspend();
   }
@@ -816,7 +816,7 @@ export class FileSource implements Source {
     this.noteCheckpoint(tailer);
     events.fileAdded(this.context.telemetry, this.id, file, position, why);
     // Over the descriptor limit: keep the state, close the descriptor, reopen when there is room.
-    if (this.openCount > this.internal.maxOpenFiles && !tailer.gzip) await this.suspendTailer(tailer);
+    if (this.openCount > this.internal.maxOpenFiles) await this.suspendTailer(tailer);
     return tailer;
   }
 

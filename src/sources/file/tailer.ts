@@ -132,7 +132,6 @@ export class FileTailer {
     this.splitter = new LineSplitter({ ...split, position });
     this.acks = new AckTracker(position);
     this.chunkBytes = chunkBytes;
-    if (this.gzip) this.gz = this.openGzip(opened.handle, position);
   }
 
   /** Offset of the next byte to read (decompressed bytes for a gzip archive). */
@@ -156,6 +155,9 @@ export class FileTailer {
   async read(buffer: Uint8Array, chunkBytes: number): Promise<ReadOutcome> {
     if (this.handle === null) throw new Error(`read after close: ${this.path}`);
     this.applyTruncation();
+    // The decompressing stream starts at the first read, so that an archive not yet started can be
+    // closed and reopened like any file (open-file limit).
+    if (this.gzip && this.gz === null) this.gz = this.openGzip(this.handle, this.splitter.position);
     const held = this.splitter.held;
     buffer.set(held, 0);
     const bytesRead = this.gz !== null ? await this.readGzip(buffer, held.byteLength, chunkBytes) : (await this.handle.read(buffer, held.byteLength, chunkBytes, this.splitter.position)).bytesRead;
@@ -204,9 +206,14 @@ export class FileTailer {
     return stats.size > position ? 'grown' : 'same';
   }
 
+  /** A gzip archive can be closed and reopened only before its decompression started. */
+  get canSuspend(): boolean {
+    return !this.gzip || this.gz === null;
+  }
+
   /** Closes the descriptor but keeps the state, to reopen by path later (`resume`). */
   async suspend(): Promise<void> {
-    if (this.handle === null || this.gzip) return;
+    if (this.handle === null || !this.canSuspend) return;
     this.suspended = true;
     const handle = this.handle;
     this.handle = null;
