@@ -10,7 +10,7 @@
  */
 import { fork, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, hostname, release, totalmem } from 'node:os';
+import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -380,6 +380,7 @@ function machine() {
     node: process.version,
     commit: git.status === 0 ? git.stdout.trim() : 'unknown',
     gnuTime: hasGnuTime(),
+    loadAtStart: loadavg()[0],
   };
 }
 
@@ -414,6 +415,7 @@ async function main() {
     rmSync(workDir, { recursive: true, force: true });
   }
   results.totalSeconds = (Date.now() - started) / 1000;
+  results.machine.loadAtEnd = loadavg()[0];
   const markdown = renderMarkdown(results);
   if (options.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
   if (options.out !== undefined) {

@@ -39,6 +39,9 @@ export function renderMarkdown(results) {
     '',
     `- Machine: ${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB, Linux ${m.kernel}`,
     `- Node ${m.node}, logwasm commit ${m.commit}`,
+    // Other work on the machine skews every row; the load average (which includes the benchmark's
+    // own processes) says how busy it was.
+    `- 1-minute load average: ${fmt(m.loadAtStart)} at start, ${fmt(m.loadAtEnd)} at the end (${m.cores} cores)`,
   );
   if (corpus !== undefined) {
     push(`- Corpus: ${fmtInt(corpus.lines)} JSON lines, ${fmtInt(corpus.bytes)} bytes (${fmt(corpus.averageBytes, 1)} B/line), seed ${corpus.seed}, in the page cache (warm)`);
