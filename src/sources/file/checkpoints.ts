@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { fingerprintKey, type Fingerprint } from './fingerprint.js';
 
@@ -139,12 +139,25 @@ export function serializeCheckpoints(checkpoints: Iterable<Checkpoint>): string 
 
 let tempCounter = 0;
 
-/** Writes atomically: a temp file in the same directory, then rename over the old one. */
+/** Writes atomically: a temp file in the same directory, synced, then renamed over the old one. */
 export async function writeCheckpoints(file: string, checkpoints: Iterable<Checkpoint>): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const temp = `${file}.${process.pid}.${tempCounter++}.tmp`;
-  await writeFile(temp, serializeCheckpoints(checkpoints));
-  await rename(temp, file);
+  // Flushed to disk before the rename (as Vector does), so that after a power loss the file is the
+  // old or the new table, never an empty one.
+  const handle = await open(temp, 'w');
+  try {
+    try {
+      await handle.writeFile(serializeCheckpoints(checkpoints));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, file);
+  } catch (err) {
+    await unlink(temp).catch(() => undefined);
+    throw err;
+  }
 }
 
 /**
