@@ -5,7 +5,7 @@
  */
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { JSON_PARSER_WASM, runCli, startCli, tempDir, tomlString } from './support/cli.js';
 import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 import { pollUntil } from './support/poll.js';
@@ -26,6 +26,7 @@ function textLine(n: number): string {
 async function setup(encoding: 'protobuf' | 'json') {
   const dir = await tempDir();
   const receiver = await startOtlpReceiver();
+  onTestFinished(() => receiver.close());
   const config = join(dir, 'vector.toml');
   await writeFile(
     config,
@@ -160,5 +161,18 @@ describe('the default vector.toml', () => {
     expect(signedIn).toMatchObject({ user_id: 'u-1842', session_id: 's-77a1', source_type: 'file' });
     expect(signedIn?.log_size_bytes).toBe(Buffer.byteLength(samples[0]!));
     expect(records.some((r) => r.message === samples[4])).toBe(true);
+  });
+
+  it('sends the same records to OTLP_ENDPOINT when it is set', async () => {
+    const dir = await tempDir();
+    const receiver = await startOtlpReceiver();
+    onTestFinished(() => receiver.close());
+    const result = await runCli(['replay'], { env: { LOGWASM_DATA_DIR: dir, OTLP_ENDPOINT: receiver.baseUrl } });
+    expect(result.code, result.stderr).toBe(0);
+    const printed = result.stdout.trim().split('\n').length;
+    expect(receiver.records).toHaveLength(printed);
+    const signedIn = receiver.records.find((r) => (r.body as { msg?: unknown }).msg === 'user signed in');
+    expect(signedIn?.body).toMatchObject({ user_id: 'u-1842', session_id: 's-77a1' });
+    expect(signedIn?.attributes['log.file.name']).toBe('app.log');
   });
 });
