@@ -138,6 +138,25 @@ export const UNSUPPORTED_OPTIONS: Readonly<Record<string, string>> = {
   decoding: 'not a file source option',
 };
 
+/**
+ * Event field names are fixed for now (batches carry the file and host once, as metadata): the
+ * Vector default is accepted, any other name is refused rather than silently ignored.
+ */
+function fixedFieldName(reader: ConfigReader, key: string, fixed: string): string {
+  const value = reader.string(key, fixed);
+  if (value !== fixed) {
+    reader.problem(`"${key}" = ${JSON.stringify(value)} is not supported yet: the field is always named "${fixed}"`);
+  }
+  return fixed;
+}
+
+/** `offset_key`: no per-line offset field yet, so any value is refused. */
+function unsupportedFieldName(reader: ConfigReader, key: string): undefined {
+  const value = reader.string(key);
+  if (value !== undefined) reader.problem(`"${key}" is not supported yet: events carry no offset field`);
+  return undefined;
+}
+
 export function parseFileSourceConfig(reader: ConfigReader): FileSourceConfig {
   reader.accept('type');
   if (!reader.has('include')) reader.problem('missing required key "include"');
@@ -175,9 +194,9 @@ export function parseFileSourceConfig(reader: ConfigReader): FileSourceConfig {
     maxReadBytes: reader.number('max_read_bytes', DEFAULT_MAX_READ_BYTES, { integer: true, min: 1 }),
     globMinimumCooldownMs: reader.number('glob_minimum_cooldown_ms', DEFAULT_GLOB_MINIMUM_COOLDOWN_MS, { integer: true, min: 0 }),
     lineDelimiter: lineDelimiter.length === 0 ? DEFAULT_LINE_DELIMITER : lineDelimiter,
-    hostKey: reader.string('host_key', DEFAULT_HOST_KEY),
-    fileKey: reader.string('file_key', DEFAULT_FILE_KEY),
-    offsetKey: reader.string('offset_key'),
+    hostKey: fixedFieldName(reader, 'host_key', DEFAULT_HOST_KEY),
+    fileKey: fixedFieldName(reader, 'file_key', DEFAULT_FILE_KEY),
+    offsetKey: unsupportedFieldName(reader, 'offset_key'),
     dataDir: dataDir === undefined ? undefined : path.resolve(dataDir),
     fingerprint: parseFingerprint(reader.table('fingerprint')),
     ignoreOlderSecs: reader.number('ignore_older_secs', undefined, { integer: true, min: 0 }),
