@@ -159,3 +159,18 @@ describe('AckTracker.reset (truncation)', () => {
     expect(t.position).toBe(20);
   });
 });
+
+describe('LineSplitter alignment (UTF-16)', () => {
+  it('finds a delimiter only at code-unit boundaries', () => {
+    // UTF-16LE "\u0a41\u0100" is bytes 41 0a 00 01: 0a 00 at an odd offset, which is not a newline.
+    const text = 'a\u0a41\u0100\nb\n';
+    const bytes = Buffer.from(text, 'utf16le');
+    const splitter = new LineSplitter({ delimiter: Buffer.from('\n', 'utf16le'), maxLineBytes: 100, maxBatchLines: 10, alignment: 2 });
+    const lines = splitter.push(bytes).pieces.flatMap((p) =>
+      Array.from({ length: p.offsets.length - 1 }, (_, i) => Buffer.from(p.data.subarray(p.offsets[i], p.offsets[i + 1])).toString('utf16le')),
+    );
+    expect(lines).toEqual(['a\u0a41\u0100', 'b']);
+    const unaligned = new LineSplitter({ delimiter: Buffer.from('\n', 'utf16le'), maxLineBytes: 100, maxBatchLines: 10 });
+    expect(unaligned.push(bytes).pieces.reduce((n, p) => n + p.offsets.length - 1, 0)).not.toBe(2);
+  });
+});

@@ -276,7 +276,7 @@ export class FileSource implements Source {
   private readonly checkpointer: Checkpointer | null;
   private readonly host = os.hostname();
   private readonly buffer: Uint8Array;
-  private readonly splitOptions: { delimiter: Uint8Array; maxLineBytes: number; maxBatchLines: number; trackLineEnds: boolean };
+  private readonly splitOptions: { delimiter: Uint8Array; maxLineBytes: number; maxBatchLines: number; trackLineEnds: boolean; alignment: number };
   /** Tracked files, by fingerprint key. */
   private readonly tailers = new Map<string, FileTailer>();
   /** The same tailers by `dev:inode`: how a path is recognised as a file already followed. */
@@ -324,6 +324,7 @@ export class FileSource implements Source {
       maxLineBytes: config.maxLineBytes,
       maxBatchLines: this.internal.maxBatchLines,
       trackLineEnds: config.multiline !== undefined,
+      alignment: config.charset === 'utf-16le' || config.charset === 'utf-16be' ? 2 : 1,
     };
     this.buffer = new Uint8Array(this.internal.readChunkBytes + config.maxLineBytes + delimiter.byteLength);
     this.checkpointer =

@@ -35,6 +35,11 @@ export interface LineSplitterOptions {
   position?: number;
   /** Record each line's end offset in `SplitPiece.lineEnds` (multiline needs it; off on the fast path). */
   trackLineEnds?: boolean;
+  /**
+   * Code unit size in bytes (2 for UTF-16): a delimiter only counts at an absolute file offset that
+   * is a multiple of it, so the bytes of two characters never make a false one. Default 1.
+   */
+  alignment?: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -53,6 +58,7 @@ export class LineSplitter {
   private readonly starts: Uint32Array;
   private readonly ends: Uint32Array;
   private readonly lineEnds: Float64Array | null;
+  private readonly alignment: number;
 
   constructor(options: LineSplitterOptions) {
     if (options.delimiter.byteLength === 0) throw new RangeError('line delimiter must not be empty');
@@ -64,6 +70,7 @@ export class LineSplitter {
     this.starts = new Uint32Array(this.maxBatchLines);
     this.ends = new Uint32Array(this.maxBatchLines);
     this.lineEnds = options.trackLineEnds === true ? new Float64Array(this.maxBatchLines) : null;
+    this.alignment = options.alignment ?? 1;
   }
 
   /** Bytes of the unfinished line the caller must put in front of the next read (see `splitPrefixed`). */
@@ -113,7 +120,8 @@ export class LineSplitter {
     let bytes = 0;
     let from = 0;
     for (;;) {
-      const at = view.indexOf(this.delimiter, from);
+      let at = view.indexOf(this.delimiter, from);
+      while (at >= 0 && this.alignment > 1 && (base + at) % this.alignment !== 0) at = view.indexOf(this.delimiter, at + 1);
       if (at < 0) break;
       if (this.discarding) {
         this.discarding = false;
