@@ -20,6 +20,7 @@ Options:
   -c, --config FILE                       config file (repeatable; default ./vector.toml)
       --graceful-shutdown-limit-secs N    how long to drain at shutdown before giving up (default 60)
       --progress-interval-secs N          replay off a TTY: seconds between progress lines (default 5)
+      --checkpoints                       replay: write checkpoints (by default a replay writes none)
   -v, --verbose                           debug logs (LOG_LEVEL=error|warn|info|debug also works)
   -q, --quiet                             only errors
   -h, --help                              this text
@@ -38,6 +39,7 @@ async function main(argv: string[]): Promise<number> {
         config: { type: 'string', short: 'c', multiple: true },
         'graceful-shutdown-limit-secs': { type: 'string' },
         'progress-interval-secs': { type: 'string' },
+        checkpoints: { type: 'boolean' },
         verbose: { type: 'boolean', short: 'v' },
         quiet: { type: 'boolean', short: 'q' },
         help: { type: 'boolean', short: 'h' },
@@ -99,7 +101,7 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   try {
-    if (command === 'replay') return await runReplay(config, telemetry, { graceMs: graceSecs * 1000, progressIntervalSecs: progressSecs });
+    if (command === 'replay') return await runReplay(config, telemetry, { graceMs: graceSecs * 1000, progressIntervalSecs: progressSecs, writeCheckpoints: values.checkpoints === true });
     return await runTail(config, telemetry, { graceMs: graceSecs * 1000, reload: () => loadConfig(paths, defaultRegistry()) });
   } catch (error) {
     // A component that cannot be built from a valid-looking config (a missing or malformed

@@ -19,6 +19,8 @@ export interface ComponentContext {
   dataDir: string;
   mode: RunMode;
   telemetry: Telemetry;
+  /** Replay mode writes no checkpoints unless asked (`logwasm replay --checkpoints`); tail mode always does. */
+  writeCheckpoints?: boolean;
 }
 
 export interface SourceContext extends ComponentContext {

@@ -106,6 +106,8 @@ export interface ReplayOptions {
   progressIntervalSecs?: number;
   /** Where progress goes; stderr by default. */
   progressStream?: NodeJS.WriteStream;
+  /** Write checkpoints as tail mode does, so a later run resumes after what the replay read. */
+  writeCheckpoints?: boolean;
 }
 
 /**
@@ -121,7 +123,7 @@ export async function runReplay(config: LoadedConfig, telemetry: Telemetry, opti
   let progress: ReplayProgress | undefined;
   try {
     api = await startApi(config, telemetry);
-    const topology = new Topology(config, telemetry, 'replay');
+    const topology = new Topology(config, telemetry, 'replay', { writeCheckpoints: options.writeCheckpoints === true });
     await topology.start();
     api?.setState('running');
     const totalBytes = await replayTotalBytes(config);

@@ -25,8 +25,10 @@ export class Topology {
     private readonly config: LoadedConfig,
     private readonly telemetry: Telemetry,
     mode: RunMode,
+    options: { writeCheckpoints?: boolean } = {},
   ) {
-    const context = (id: string): ComponentContext => ({ id, dataDir: config.dataDir, mode, telemetry });
+    const writeCheckpoints = mode === 'tail' || options.writeCheckpoints === true;
+    const context = (id: string): ComponentContext => ({ id, dataDir: config.dataDir, mode, telemetry, writeCheckpoints });
 
     for (const plan of config.sinks) {
       const sink = plan.type.build(plan.config, context(plan.id));

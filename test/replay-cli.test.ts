@@ -1,6 +1,6 @@
 /**
  * `logwasm replay` on real files through the real CLI: PATHS replacing the file source's include
- * (plain and .gz), the summary line, exit codes, no checkpoints written; and the progress
+ * (plain and .gz), the summary line, exit codes, no checkpoints written unless asked; and the progress
  * display (bar on a TTY, one line per interval off it) with a fake stream and clock.
  */
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
@@ -48,6 +48,19 @@ describe('logwasm replay PATHS', () => {
     expect([...out].sort()).toEqual([...plain, ...zipped].sort());
     // Replay writes no checkpoints unless asked.
     expect(await readdir(join(dir, 'data')).catch(() => [])).toEqual([]);
+  });
+
+  it('writes checkpoints when asked (--checkpoints), so a later tail run resumes after the replay', async () => {
+    const { dir, config } = await setup();
+    const file = join(dir, 'in', 'a.log');
+    const content = lines('seen', 50).join('\n') + '\n';
+    await writeFile(file, content);
+    const result = await runCli(['replay', '--checkpoints', '--config', config, file]);
+    expect(result.code, result.stderr).toBe(0);
+    const saved = JSON.parse(await readFile(join(dir, 'data', 'logs', 'checkpoints.json'), 'utf8')) as {
+      checkpoints: { path: string; position: number }[];
+    };
+    expect(saved.checkpoints).toMatchObject([{ path: file, position: Buffer.byteLength(content) }]);
   });
 
   it('refuses PATHS when the config has two file sources (exit 78); other commands take no PATHS', async () => {

@@ -328,7 +328,7 @@ export class FileSource implements Source {
     };
     this.buffer = new Uint8Array(this.internal.readChunkBytes + config.maxLineBytes + delimiter.byteLength);
     this.checkpointer =
-      context.mode === 'tail' ? new Checkpointer(checkpointsPath(config.dataDir ?? context.dataDir, context.id)) : null;
+      context.mode === 'tail' || context.writeCheckpoints === true ? new Checkpointer(checkpointsPath(config.dataDir ?? context.dataDir, context.id)) : null;
   }
 
   async start(): Promise<void> {
