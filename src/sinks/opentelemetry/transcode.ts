@@ -43,6 +43,10 @@ export const RAW: unique symbol = Symbol('raw');
 const POWERS_OF_TEN = Array.from({ length: 23 }, (_, i) => 10 ** i);
 
 const QUOTE = 0x22;
+const FNV_OFFSET = 0x811c9dc5 | 0;
+const FNV_PRIME = 0x01000193;
+/** Bytes a member needs beyond its key's and string value's: four tags and four one-byte prefixes. */
+const MEMBER_SLACK = 16;
 const BACKSLASH = 0x5c;
 
 export class JsonTranscoder {
@@ -125,31 +129,81 @@ export class JsonTranscoder {
     this.pos = pos;
   }
 
-  /** At `{`: writes each member as a `KeyValueList.values` entry. */
+  /**
+   * At `{`: writes each member as a `KeyValueList.values` entry. The common member (a plain key and
+   * a plain string, number or literal value) is written here with local positions and one-byte
+   * length prefixes patched in place; escapes, nested values and lengths of 128 bytes or more go
+   * through the general paths (string(), value(), Writer.end()).
+   */
   private members(depth: number): boolean {
     if (depth > MAX_DEPTH) return false;
     const w = this.w;
-    this.pos++;
-    this.skipBlanks();
-    if (this.peek() === 0x7d) {
-      this.pos++;
+    const data = this.data;
+    const end = this.end;
+    let pos = skipBlanks(data, this.pos + 1, end);
+    if (pos < end && data[pos] === 0x7d) {
+      this.pos = pos + 1;
       return true;
     }
     const base = this.hashTop;
+    // One bit per key hash seen in this object: most keys need no scan for duplicates.
+    let seen = 0;
     for (;;) {
-      if (this.peek() !== QUOTE) return false;
-      w.byte(TAG_VALUES);
-      const entry = w.begin(1);
-      w.byte(TAG_KEY);
-      if (!this.string()) return false;
-      const keyStart = this.stringStart;
-      const keyEnd = this.stringEnd;
-      const buf = w.buf;
+      if (pos >= end || data[pos] !== QUOTE) return false;
+      // Room for this member's tags and prefixes, and for its key and a plain string value, which
+      // together are no longer than the rest of the line.
+      w.ensure(end - pos + MEMBER_SLACK);
+      let buf = w.buf;
+      const entry = w.pos;
+      buf[entry] = TAG_VALUES;
+      buf[entry + 2] = TAG_KEY;
+      let out = entry + 4;
+      let hash = FNV_OFFSET;
+      let p = pos + 1;
+      let c = 0;
+      for (;;) {
+        if (p >= end) return false;
+        c = data[p]!;
+        if (c === QUOTE || c === BACKSLASH || c < 0x20) break;
+        buf[out++] = c;
+        hash = Math.imul(hash ^ c, FNV_PRIME);
+        p++;
+      }
+      let keyStart = entry + 4;
+      let keyEnd = out;
+      if (c === QUOTE) {
+        p++;
+        const length = out - keyStart;
+        if (length < 0x80) {
+          buf[entry + 3] = length;
+        } else {
+          w.pos = out;
+          w.end(entry + 3, 1);
+          buf = w.buf;
+          out = w.pos;
+          keyEnd = out;
+          keyStart = out - length;
+        }
+      } else {
+        if (c !== BACKSLASH) return false;
+        w.pos = entry + 3;
+        this.pos = pos;
+        if (!this.string()) return false;
+        buf = w.buf;
+        out = w.pos;
+        keyStart = this.stringStart;
+        keyEnd = this.stringEnd;
+        p = this.pos;
+        hash = FNV_OFFSET;
+        for (let i = keyStart; i < keyEnd; i++) hash = Math.imul(hash ^ buf[i]!, FNV_PRIME);
+      }
       // Integer-like keys would be reordered by a JS object: let JSON.parse decide.
       if (keyEnd > keyStart && buf[keyStart]! >= 0x30 && buf[keyStart]! <= 0x39) return false;
-      let hash = 0x811c9dc5 | 0;
-      for (let i = keyStart; i < keyEnd; i++) hash = Math.imul(hash ^ buf[i]!, 0x01000193);
-      for (let i = base; i < this.hashTop; i++) if (this.hashes[i] === hash) return false;
+      const bit = 1 << (hash >>> 27);
+      if ((seen & bit) !== 0) {
+        for (let i = base; i < this.hashTop; i++) if (this.hashes[i] === hash) return false;
+      }
+      seen |= bit;
       if (this.hashTop === this.hashes.length) {
         const grown = new Int32Array(this.hashes.length * 2);
         grown.set(this.hashes);
@@ -158,29 +212,112 @@ export class JsonTranscoder {
       this.hashes[this.hashTop++] = hash;
       const capture = depth === 0 ? capturedIndex(buf, keyStart, keyEnd) : -1;
 
-      this.skipBlanks();
-      if (this.peek() !== 0x3a) return false;
-      this.pos++;
-      this.skipBlanks();
-      w.byte(TAG_VALUE);
-      const value = w.begin(1);
-      if (!this.value(depth + 1, capture)) return false;
-      w.end(value, 1);
-      w.end(entry, 1);
-      this.skipBlanks();
-      const c = this.peek();
+      p = skipBlanks(data, p, end);
+      if (p >= end || data[p] !== 0x3a) return false;
+      p = skipBlanks(data, p + 1, end);
+      if (p >= end) return false;
+      const valueAt = out;
+      buf[valueAt] = TAG_VALUE;
+      out += 2;
+      c = data[p]!;
+      if (c === QUOTE) {
+        buf[out] = TAG_STRING;
+        const prefix = out + 1;
+        out += 2;
+        const at = out;
+        let q = p + 1;
+        for (;;) {
+          if (q >= end) return false;
+          c = data[q]!;
+          if (c === QUOTE || c === BACKSLASH || c < 0x20) break;
+          buf[out++] = c;
+          q++;
+        }
+        if (c === QUOTE) {
+          const length = out - at;
+          this.stringEscaped = false;
+          this.rawStart = p + 1;
+          this.rawEnd = q;
+          if (capture >= 0) this.captureRaw(capture);
+          p = q + 1;
+          if (length < 0x80 - 2) {
+            buf[prefix] = length;
+            buf[valueAt + 1] = length + 2;
+          } else {
+            w.pos = out;
+            w.end(prefix, 1);
+            w.end(valueAt + 1, 1);
+            buf = w.buf;
+            out = w.pos;
+          }
+        } else {
+          if (c !== BACKSLASH) return false;
+          w.pos = prefix;
+          this.pos = p;
+          if (!this.string()) return false;
+          if (capture >= 0) this.captureString(capture);
+          w.end(valueAt + 1, 1);
+          buf = w.buf;
+          out = w.pos;
+          p = this.pos;
+        }
+      } else {
+        w.pos = out;
+        this.pos = p;
+        if (!this.value(depth + 1, capture)) return false;
+        buf = w.buf;
+        out = w.pos;
+        p = this.pos;
+        const length = out - valueAt - 2;
+        if (length < 0x80) {
+          buf[valueAt + 1] = length;
+        } else {
+          w.end(valueAt + 1, 1);
+          buf = w.buf;
+          out = w.pos;
+        }
+      }
+      const length = out - entry - 2;
+      if (length < 0x80) {
+        buf[entry + 1] = length;
+        w.pos = out;
+      } else {
+        w.pos = out;
+        w.end(entry + 1, 1);
+      }
+      p = skipBlanks(data, p, end);
+      if (p >= end) return false;
+      c = data[p]!;
       if (c === 0x2c) {
-        this.pos++;
-        this.skipBlanks();
+        pos = skipBlanks(data, p + 1, end);
         continue;
       }
       if (c === 0x7d) {
-        this.pos++;
+        this.pos = p + 1;
         this.hashTop = base;
         return true;
       }
       return false;
     }
+  }
+
+  /** Captures the last string read (see `captured`), still in the line. */
+  private captureRaw(capture: number): void {
+    this.captured[capture] = RAW;
+    this.spans[capture * 2] = this.rawStart;
+    this.spans[capture * 2 + 1] = this.rawEnd;
+  }
+
+  /** Captures the last string read: from the line if it had no escapes, else as written. */
+  private captureString(capture: number): void {
+    if (!this.stringEscaped) {
+      // Decoded only if needed (capturedValue): the timestamp and level are usually read from the bytes.
+      this.captureRaw(capture);
+      return;
+    }
+    // The JS string JSON.parse would give: what was written, escapes resolved.
+    const buf = this.w.buf;
+    this.captured[capture] = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('utf8', this.stringStart, this.stringEnd);
   }
 
   /** At `[`: writes each item as an `ArrayValue.values` entry. */
@@ -221,22 +358,7 @@ export class JsonTranscoder {
       case QUOTE: {
         w.byte(TAG_STRING);
         if (!this.string()) return false;
-        if (capture >= 0) {
-          if (!this.stringEscaped) {
-            // Decoded only if needed (capturedValue): the timestamp and level are usually read from the bytes.
-            this.captured[capture] = RAW;
-            this.spans[capture * 2] = this.rawStart;
-            this.spans[capture * 2 + 1] = this.rawEnd;
-          } else {
-            // The JS string JSON.parse would give: what was written, escapes resolved.
-            const buf = w.buf;
-            this.captured[capture] = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString(
-              'utf8',
-              this.stringStart,
-              this.stringEnd,
-            );
-          }
-        }
+        if (capture >= 0) this.captureString(capture);
         return true;
       }
       case 0x7b: {
@@ -518,6 +640,16 @@ export class JsonTranscoder {
   get lastStringEscaped(): boolean {
     return this.stringEscaped;
   }
+}
+
+/** The first position at or after `pos` (before `end`) that is not JSON whitespace. */
+function skipBlanks(data: Uint8Array, pos: number, end: number): number {
+  while (pos < end) {
+    const c = data[pos]!;
+    if (c > 0x20 || (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d)) return pos;
+    pos++;
+  }
+  return pos;
 }
 
 /** Index in CAPTURED_FIELDS of the key in `buf[start, end)`, or -1. */
