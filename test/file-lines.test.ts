@@ -95,6 +95,24 @@ describe('LineSplitter', () => {
     }
   });
 
+  it('gives each piece a buffer of its own, exactly its lines, whatever sits between them', () => {
+    // Empty lines, a two-byte delimiter and discarded lines between kept ones: the piece is built
+    // by one bulk copy plus in-place moves, and the lines near its end come from the read buffer.
+    const kept = ['a', '', 'bb', 'x'.repeat(8), '', 'é€', 'last'];
+    const text = `a\r\n\r\nbb\r\n${'L'.repeat(30)}\r\n${'x'.repeat(8)}\r\n\r\n${'M'.repeat(40)}\r\né€\r\nlast\r\n`;
+    const input = enc.encode(text);
+    for (const maxBatchLines of [1, 2, 3, 100]) {
+      const splitter = new LineSplitter({ delimiter: enc.encode('\r\n'), maxLineBytes: 10, maxBatchLines });
+      const results = feed(splitter, input, [input.byteLength], true);
+      expect(collect(results), `maxBatchLines ${maxBatchLines}`).toEqual(kept.map((s) => Buffer.from(s)));
+      for (const piece of results.flatMap((r) => r.pieces)) {
+        expect(piece.data.byteOffset).toBe(0);
+        expect(piece.data.buffer.byteLength).toBe(piece.data.byteLength);
+      }
+      expect(results.reduce((n, r) => n + r.discarded, 0)).toBe(2);
+    }
+  });
+
   it('moves the end offset past discarded lines even when no line is kept', () => {
     const splitter = new LineSplitter({ delimiter: enc.encode('\n'), maxLineBytes: 3, maxBatchLines: 10 });
     const r = splitter.push(enc.encode('toolong\n'));
