@@ -230,6 +230,7 @@ class WasmTransform implements Transform {
   private reloading: Promise<void> | undefined;
   private reloadAgain = false;
   private readonly retiring = new Set<Promise<void>>();
+  private readonly copies = new CopyPool();
 
   constructor(
     private readonly config: WasmTransformConfig,
@@ -359,8 +360,16 @@ class WasmTransform implements Transform {
     // The worker gets the batch's buffers by transfer (the caller gave us ownership). A view into
     // a larger or shared buffer is copied first, since transferring would take its neighbours.
     // The copy kept here is what a dying or hung worker cannot give back: without it, such a
-    // batch would be lost. One memcpy per batch; see docs/plugin-abi.md.
-    const original = { data: batch.data.slice(), offsets: batch.offsets.slice() };
+    // batch would be lost. One memcpy per batch into a reused buffer (CopyPool); see docs/plugin-abi.md.
+    const original = this.copies.take(batch.data, batch.offsets);
+    try {
+      return await this.runKept(pool, batch, original, count, meta);
+    } finally {
+      this.copies.give(original);
+    }
+  }
+
+  private async runKept(pool: Piscina, batch: LineBatch, original: KeptCopy, count: number, meta: LineBatch['meta']): Promise<TransformResult> {
     const context = { tag: this.config.tag ?? batch.meta.sourceId, timestampMs: batch.meta.timestampMs };
     const task: WorkerTask = { data: ownedView(batch.data), offsets: ownedView(batch.offsets), context };
     const transferList = task.data.buffer === task.offsets.buffer ? [task.data.buffer] : [task.data.buffer, task.offsets.buffer];
@@ -439,6 +448,54 @@ class WasmTransform implements Transform {
     if (generation === undefined) return;
     await generation.pool.close();
     await generation.pool.destroy();
+  }
+}
+
+/**
+ * How many spare buffers CopyPool keeps. In steady state one is in use per batch in flight in the
+ * transform, which the sources bound (16 batches per file source); spares past this are dropped.
+ */
+export const COPY_POOL_SPARES = 16;
+/** CopyPool buffer sizes are multiples of this, so that batches of similar size share buffers. */
+const COPY_POOL_STEP = 64 * 1024;
+
+/** A batch's lines kept on the main thread while a worker has the batch. */
+interface KeptCopy {
+  data: Uint8Array;
+  offsets: Uint32Array;
+}
+
+/**
+ * Reused buffers for the copy of each batch kept while a worker has the original (the copy is what
+ * a dying or hung worker cannot give back). A fresh copy per batch cost the main thread an
+ * allocation of the batch's size each time, and V8 answers external memory growth with full GCs;
+ * a reused buffer is one memcpy and no garbage. A copy is taken and given back by the same
+ * `process` call, never handed downstream (`pick` and the isolation retries copy out of it).
+ */
+class CopyPool {
+  private readonly spare: ArrayBuffer[] = [];
+
+  take(data: Uint8Array, offsets: Uint32Array): KeptCopy {
+    const dataBytes = Math.ceil(data.byteLength / 4) * 4;
+    const need = dataBytes + offsets.byteLength;
+    let buffer: ArrayBuffer | undefined;
+    for (let i = 0; i < this.spare.length; i++) {
+      if (this.spare[i]!.byteLength >= need) {
+        buffer = this.spare[i]!;
+        this.spare[i] = this.spare[this.spare.length - 1]!;
+        this.spare.pop();
+        break;
+      }
+    }
+    buffer ??= new ArrayBuffer(Math.max(COPY_POOL_STEP, Math.ceil(need / COPY_POOL_STEP) * COPY_POOL_STEP));
+    const kept = { data: new Uint8Array(buffer, 0, data.byteLength), offsets: new Uint32Array(buffer, dataBytes, offsets.length) };
+    kept.data.set(data);
+    kept.offsets.set(offsets);
+    return kept;
+  }
+
+  give(kept: KeptCopy): void {
+    if (this.spare.length < COPY_POOL_SPARES) this.spare.push(kept.data.buffer as ArrayBuffer);
   }
 }
 
