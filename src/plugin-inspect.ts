@@ -1,7 +1,8 @@
 /**
  * `logwasm plugin inspect FILE`: what a plugin module is, before anyone runs it. Prints one JSON
  * document: size, sha256 (the value for the transform's `sha256` pin), exports with arities,
- * imports, the ABI version and any ABI problems, the `producers` custom section (compiler and
+ * imports, the ABI version the module claims, whether the host accepts or refuses it (and why) as
+ * `abi = "logwasm"` and as `abi = "fluent-bit"`, the `producers` custom section (compiler and
  * language versions that rustc and others record), and a CycloneDX component fragment for the
  * module that an SBOM can include as is.
  */
@@ -10,6 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { LogwasmError } from './errors.js';
 import { bindInstance, validateModule } from './wasm-memory/abi.js';
+import { validateFluentBitModule } from './wasm-memory/fluent-bit.js';
 import { WASI_FUNCTIONS, WASI_MODULE, wasiHost } from './wasm-memory/wasi.js';
 import {
   compileModule,
@@ -30,10 +32,21 @@ export interface PluginReport {
   file: string;
   size: number;
   sha256: string;
-  /** `logwasm_abi_version()` when the module can be instantiated and exports it, else null. */
+  /**
+   * `logwasm_abi_version()` when the module can be instantiated and exports it, else null. This is
+   * what the module claims, not a verdict: a module may claim version 1 and still be refused (see
+   * `logwasm`).
+   */
   abiVersion: number | null;
   /** Empty when the module fits logwasm's ABI v1 (docs/plugin-abi.md). */
   abiProblems: string[];
+  /** What the transform does with the module as `abi = "logwasm"`: runs it, or refuses it and why. */
+  logwasm: AbiVerdict;
+  /**
+   * As `abi = "fluent-bit"` with `function` = the first of `fluentBitFunctions`: runs it (with
+   * `wasi = true` when `needsWasi`), or refuses it and why.
+   */
+  fluentBit: AbiVerdict & { needsWasi: boolean };
   /**
    * Exports shaped like a Fluent Bit filter_wasm function (six parameters): candidates for
    * `abi = "fluent-bit"` with `function = "..."`; `wasi = true` is needed when `imports` is not empty.
@@ -44,6 +57,12 @@ export interface PluginReport {
   /** The `producers` section: field (`language`, `processed-by`, `sdk`) -> `name version` list. */
   producers: Record<string, string[]>;
   cyclonedx: CycloneDxFragment;
+}
+
+/** Whether the host would run a module under one ABI; `refusedBecause` is empty when accepted. */
+export interface AbiVerdict {
+  accepted: boolean;
+  refusedBecause: string[];
 }
 
 export interface CycloneDxFragment {
@@ -89,11 +108,14 @@ export async function inspectPlugin(path: string): Promise<PluginReport> {
     return typeof fn === 'function' ? { ...e, params: fn.length } : e;
   });
   const fluentBitFunctions = exports.filter((e) => 'params' in e && e.params === 6).map((e) => e.name);
+  const fluentBit = fluentBitVerdict(module, fluentBitFunctions, imports.length > 0);
   const producers = readProducers(module);
   const name = basename(path).replace(/\.wasm$/, '');
   const properties = [
     { name: 'logwasm:size', value: String(bytes.byteLength) },
     { name: 'logwasm:abi_version', value: abiVersion === null ? 'none' : String(abiVersion) },
+    { name: 'logwasm:abi_logwasm', value: abiProblems.length === 0 ? 'accepted' : 'refused' },
+    { name: 'logwasm:abi_fluent_bit', value: fluentBit.accepted ? 'accepted' : 'refused' },
     { name: 'logwasm:imports', value: imports.map((i) => `${i.module}.${i.name}`).join(',') },
   ];
   for (const [field, values] of Object.entries(producers)) properties.push({ name: `wasm:producers:${field}`, value: values.join(', ') });
@@ -103,6 +125,8 @@ export async function inspectPlugin(path: string): Promise<PluginReport> {
     sha256,
     abiVersion,
     abiProblems,
+    logwasm: { accepted: abiProblems.length === 0, refusedBecause: abiProblems },
+    fluentBit,
     fluentBitFunctions,
     exports,
     imports,
@@ -124,12 +148,32 @@ export async function pluginCommand(args: readonly string[], out: (text: string)
     return 1;
   }
   try {
-    out(`${JSON.stringify(await inspectPlugin(args[1]!), null, 2)}\n`);
+    const report = await inspectPlugin(args[1]!);
+    out(`${JSON.stringify(report, null, 2)}\n`);
+    // The JSON says it too; a person at a terminal should not have to read that far.
+    if (!report.logwasm.accepted && !report.fluentBit.accepted) {
+      err(`logwasm plugin inspect: ${args[1]!}: refused: abi = "logwasm": ${report.logwasm.refusedBecause.join('; ')}; abi = "fluent-bit": ${report.fluentBit.refusedBecause.join('; ')}\n`);
+    }
     return 0;
   } catch (error) {
     err(`logwasm plugin inspect: ${args[1]!}: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
   }
+}
+
+/** The `abi = "fluent-bit"` check the transform runs at start, with WASI enabled when imported. */
+function fluentBitVerdict(module: WasmModule, functions: string[], needsWasi: boolean): AbiVerdict & { needsWasi: boolean } {
+  const refusedBecause: string[] = [];
+  if (functions.length === 0) {
+    refusedBecause.push('exports no function of six parameters (tag_ptr, tag_len, time_sec, time_nsec, record_ptr, record_len)');
+  } else {
+    try {
+      validateFluentBitModule(module, { functionName: functions[0]!, wasi: true }, 'module');
+    } catch (error) {
+      refusedBecause.push(stripLabel(error));
+    }
+  }
+  return { accepted: refusedBecause.length === 0, refusedBecause, needsWasi };
 }
 
 function stripLabel(error: unknown): string {

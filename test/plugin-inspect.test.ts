@@ -25,6 +25,8 @@ describe('logwasm plugin inspect', () => {
     expect(report.size).toBe(readFileSync(JSON_PARSER_WASM).byteLength);
     expect(report.abiVersion).toBe(1);
     expect(report.abiProblems).toEqual([]);
+    expect(report.logwasm).toEqual({ accepted: true, refusedBecause: [] });
+    expect(report.fluentBit.accepted).toBe(false);
     expect(report.fluentBitFunctions).toEqual([]);
     expect(report.imports).toEqual([]);
     expect(report.exports).toEqual(
@@ -41,7 +43,7 @@ describe('logwasm plugin inspect', () => {
     });
   });
 
-  it('names the imports and ABI problems of a module that does not fit', async () => {
+  it('says a module the host would refuse is refused, and why, though it claims ABI v1', async () => {
     const dir = await tempDir();
     const path = join(dir, 'bad.wasm');
     await writeFile(path, await watBytes(guestWat(ECHO_BODY, { imports: '(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))' })));
@@ -52,6 +54,12 @@ describe('logwasm plugin inspect', () => {
     // It still says which ABI version it was written for; the import is what the host refuses.
     expect(report.abiVersion).toBe(1);
     expect(report.abiProblems.join(' ')).toContain('"wasi_snapshot_preview1"."fd_write"');
+    expect(report.logwasm.accepted).toBe(false);
+    expect(report.logwasm.refusedBecause.join(' ')).toContain('"wasi_snapshot_preview1"."fd_write"');
+    expect(report.fluentBit).toMatchObject({ accepted: false, needsWasi: true });
+    expect(report.cyclonedx.components[0]!.properties).toContainEqual({ name: 'logwasm:abi_logwasm', value: 'refused' });
+    expect(run.stderr).toContain('refused');
+    expect(run.stderr).toContain('"wasi_snapshot_preview1"."fd_write"');
   });
 
   it('shows a WASI Fluent Bit filter\'s imports and its six-parameter function', async () => {
@@ -62,6 +70,9 @@ describe('logwasm plugin inspect', () => {
     expect(report.imports.map((i) => i.name)).toContain('fd_write');
     expect(report.exports).toContainEqual({ name: 'rust_filter', kind: 'function', params: 6 });
     expect(report.abiVersion).toBeNull();
+    expect(report.fluentBit).toEqual({ accepted: true, refusedBecause: [], needsWasi: true });
+    expect(report.logwasm.accepted).toBe(false);
+    expect(run.stderr).toBe('');
   });
 
   it('fails with a message for a missing file or a bad invocation', async () => {
