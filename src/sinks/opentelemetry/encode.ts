@@ -359,12 +359,20 @@ function writeStringAttributes(writer: Writer, tag: number, attributes: Readonly
 /** Most distinct level strings remembered by bytes; beyond, they are decoded and parsed each time. */
 const LEVEL_CACHE_SIZE = 32;
 
-/** Severity of a level string by its bytes: a line's level is one of a handful of words. */
+/** A level's encoded severity fields (severity_number and severity_text), as writeSeverity() writes them. */
+function encodedSeverity(severity: Severity | undefined): Uint8Array {
+  const writer = new Writer(64);
+  writeSeverity(writer, severity);
+  return writer.buf.slice(0, writer.pos);
+}
+
+/** Encoded severity fields of a level string by its bytes: a line's level is one of a handful of words. */
 class LevelCache {
   private readonly keys: Uint8Array[] = [];
-  private readonly values: Severity[] = [];
+  private readonly values: Uint8Array[] = [];
 
-  severity(data: Uint8Array, start: number, end: number, text: () => string): Severity {
+  /** For the level `transcoder` captured as field `field`, RAW at `data[start, end)`. */
+  encoded(data: Uint8Array, start: number, end: number, transcoder: JsonTranscoder, field: number): Uint8Array {
     const length = end - start;
     const keys = this.keys;
     for (let k = 0; k < keys.length; k++) {
@@ -374,12 +382,12 @@ class LevelCache {
       while (i < length && key[i] === data[start + i]) i++;
       if (i === length) return this.values[k]!;
     }
-    const severity = parseSeverity(text());
+    const encoded = encodedSeverity(parseSeverity(transcoder.capturedValue(field) as string));
     if (keys.length < LEVEL_CACHE_SIZE && length <= 32) {
       keys.push(data.slice(start, end));
-      this.values.push(severity);
+      this.values.push(encoded);
     }
-    return severity;
+    return encoded;
   }
 }
 
@@ -425,6 +433,10 @@ export class BatchEncoder {
     writeStringAttributes(attributes, TAG_RECORD_ATTRIBUTE, recordAttributes(meta));
     const attributeBytes = attributes.buf.subarray(0, attributes.pos);
     const observed = hrTimeFromMs(meta.timestampMs);
+    // What ends every transcoded record: the attributes, then the observed time.
+    attributes.byte(TAG_OBSERVED_TIME);
+    writeHrTime(attributes, observed);
+    const tail = attributes.buf.slice(0, attributes.pos);
 
     const recordOffsets = new Uint32Array(count + 1);
     const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -437,7 +449,7 @@ export class BatchEncoder {
       const end = offsets[i + 1]!;
       const brace = parseJson ? objectStart(data, start, end) : -1;
       if (brace !== -1) {
-        if ((allUtf8 || isUtf8(data.subarray(start, end))) && this.transcodeRecord(data, text, brace, end, observed, attributeBytes)) {
+        if ((allUtf8 || isUtf8(data.subarray(start, end))) && this.transcodeRecord(data, text, brace, end, observed, tail)) {
           this.stats.transcoded++;
           continue;
         }
@@ -487,26 +499,21 @@ export class BatchEncoder {
    * A JSON object line as a whole LogRecord entry through the transcoder; false (with the writer
    * left anywhere past the record's start) when the line needs the JSON.parse path.
    */
-  private transcodeRecord(
-    data: Uint8Array,
-    text: Buffer,
-    brace: number,
-    end: number,
-    observed: HrTime,
-    attributeBytes: Uint8Array,
-  ): boolean {
+  private transcodeRecord(data: Uint8Array, text: Buffer, brace: number, end: number, observed: HrTime, tail: Uint8Array): boolean {
     const writer = this.writer;
-    writer.byte(TAG_LOG_RECORD);
-    const recordStart = writer.begin(2);
-    // The body first: the timestamp and severity are known only once the object was read.
-    // Field order does not matter in protobuf.
-    writer.byte(TAG_BODY);
-    const bodyStart = writer.begin(2);
-    writer.byte(TAG_KVLIST);
-    const listStart = writer.begin(2);
+    // The record, body and list headers, each with two bytes reserved for its length. The body
+    // comes first: the timestamp and severity are known only once the object was read (field
+    // order does not matter in protobuf).
+    writer.ensure(9);
+    let buf = writer.buf;
+    const at = writer.pos;
+    buf[at] = TAG_LOG_RECORD;
+    buf[at + 3] = TAG_BODY;
+    buf[at + 6] = TAG_KVLIST;
+    writer.pos = at + 9;
     if (!this.transcoder.object(data, text, brace, end)) return false;
-    writer.end(listStart, 2);
-    writer.end(bodyStart, 2);
+    writer.end(at + 7, 2);
+    writer.end(at + 4, 2);
     // The same rules as eventTime() and severityOf(), over the captured fields.
     const transcoder = this.transcoder;
     const captured = transcoder.captured;
@@ -527,19 +534,15 @@ export class BatchEncoder {
     writeHrTime(writer, time ?? observed);
     const levelField = captured[3] !== undefined ? 3 : captured[4] !== undefined ? 4 : -1;
     if (levelField !== -1) {
-      writeSeverity(
-        writer,
-        captured[levelField] === RAW
-          ? this.levels.severity(data, transcoder.spans[levelField * 2]!, transcoder.spans[levelField * 2 + 1]!, () => transcoder.capturedValue(levelField) as string)
-          : parseSeverity(transcoder.capturedValue(levelField)!),
-      );
+      if (captured[levelField] === RAW) {
+        const severity = this.levels.encoded(data, transcoder.spans[levelField * 2]!, transcoder.spans[levelField * 2 + 1]!, transcoder, levelField);
+        copyInto(writer, severity);
+      } else {
+        writeSeverity(writer, parseSeverity(transcoder.capturedValue(levelField)!));
+      }
     }
-    writer.ensure(attributeBytes.length);
-    writer.buf.set(attributeBytes, writer.pos);
-    writer.pos += attributeBytes.length;
-    writer.byte(TAG_OBSERVED_TIME);
-    writeHrTime(writer, observed);
-    writer.end(recordStart, 2);
+    copyInto(writer, tail);
+    writer.end(at + 1, 2);
     return true;
   }
 
@@ -556,6 +559,20 @@ export class BatchEncoder {
     this.writer.string(text.toString('utf8', start, end));
   }
 }
+
+/** Appends `bytes` to the writer: a loop for the short runs copied per record, which beats a native call. */
+function copyInto(writer: Writer, bytes: Uint8Array): void {
+  const length = bytes.length;
+  writer.ensure(length);
+  const buf = writer.buf;
+  const pos = writer.pos;
+  if (length > COPY_LOOP_MAX) buf.set(bytes, pos);
+  else for (let i = 0; i < length; i++) buf[pos + i] = bytes[i]!;
+  writer.pos = pos + length;
+}
+
+/** Longest run copyInto() copies byte by byte. */
+const COPY_LOOP_MAX = 64;
 
 /** Where the line's first non-blank byte is, if it is `{` (spaces and tabs skipped, as parseObject does); else -1. */
 function objectStart(data: Uint8Array, start: number, end: number): number {

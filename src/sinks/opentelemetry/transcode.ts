@@ -49,6 +49,8 @@ const FNV_PRIME = 0x01000193;
 const MEMBER_SLACK = 16;
 const BACKSLASH = 0x5c;
 
+const CAPTURED_HASHES = Int32Array.from(CAPTURED_BYTES, fnv1a);
+
 export class JsonTranscoder {
   private data: Uint8Array = new Uint8Array(0);
   private text: Buffer = Buffer.alloc(0);
@@ -210,12 +212,21 @@ export class JsonTranscoder {
         this.hashes = grown;
       }
       this.hashes[this.hashTop++] = hash;
-      const capture = depth === 0 ? capturedIndex(buf, keyStart, keyEnd) : -1;
+      const capture = depth === 0 ? capturedIndex(hash, buf, keyStart, keyEnd) : -1;
 
-      p = skipBlanks(data, p, end);
-      if (p >= end || data[p] !== 0x3a) return false;
-      p = skipBlanks(data, p + 1, end);
+      // Blanks are rare in machine-written lines: look for them only where the next byte is one.
+      if (p < end && data[p] === 0x3a) {
+        p++;
+      } else {
+        p = skipBlanks(data, p, end);
+        if (p >= end || data[p] !== 0x3a) return false;
+        p++;
+      }
       if (p >= end) return false;
+      if (data[p]! <= 0x20) {
+        p = skipBlanks(data, p, end);
+        if (p >= end) return false;
+      }
       const valueAt = out;
       buf[valueAt] = TAG_VALUE;
       out += 2;
@@ -285,11 +296,16 @@ export class JsonTranscoder {
         w.pos = out;
         w.end(entry + 1, 1);
       }
-      p = skipBlanks(data, p, end);
       if (p >= end) return false;
       c = data[p]!;
+      if (c <= 0x20) {
+        p = skipBlanks(data, p, end);
+        if (p >= end) return false;
+        c = data[p]!;
+      }
       if (c === 0x2c) {
-        pos = skipBlanks(data, p + 1, end);
+        pos = p + 1;
+        if (pos < end && data[pos]! <= 0x20) pos = skipBlanks(data, pos, end);
         continue;
       }
       if (c === 0x7d) {
@@ -652,18 +668,25 @@ function skipBlanks(data: Uint8Array, pos: number, end: number): number {
   return pos;
 }
 
-/** Index in CAPTURED_FIELDS of the key in `buf[start, end)`, or -1. */
-function capturedIndex(buf: Uint8Array, start: number, end: number): number {
-  const length = end - start;
-  if (length !== 2 && length !== 4 && length !== 5 && length !== 8 && length !== 9) return -1;
-  for (let k = 0; k < CAPTURED_BYTES.length; k++) {
+/** Index in CAPTURED_FIELDS of the key in `buf[start, end)` whose FNV-1a hash is `hash`, or -1. */
+function capturedIndex(hash: number, buf: Uint8Array, start: number, end: number): number {
+  for (let k = 0; k < CAPTURED_HASHES.length; k++) {
+    if (CAPTURED_HASHES[k] !== hash) continue;
     const name = CAPTURED_BYTES[k]!;
+    const length = end - start;
     if (name.length !== length) continue;
     let i = 0;
     while (i < length && buf[start + i] === name[i]) i++;
     if (i === length) return k;
   }
   return -1;
+}
+
+/** FNV-1a hash of `bytes`, as members() computes it for keys. */
+function fnv1a(bytes: Uint8Array): number {
+  let hash = FNV_OFFSET;
+  for (const c of bytes) hash = Math.imul(hash ^ c, FNV_PRIME);
+  return hash;
 }
 
 function varintBytes(value: number): number {
