@@ -50,6 +50,8 @@ const MEMBER_SLACK = 16;
 const BACKSLASH = 0x5c;
 
 const CAPTURED_HASHES = Int32Array.from(CAPTURED_BYTES, fnv1a);
+/** The hash bits (as members() takes them) of the captured keys: most keys are ruled out by one test. */
+const CAPTURED_BITS = CAPTURED_HASHES.reduce((bits, hash) => bits | (1 << (hash >>> 27)), 0);
 
 export class JsonTranscoder {
   private data: Uint8Array = new Uint8Array(0);
@@ -212,7 +214,7 @@ export class JsonTranscoder {
         this.hashes = grown;
       }
       this.hashes[this.hashTop++] = hash;
-      const capture = depth === 0 ? capturedIndex(hash, buf, keyStart, keyEnd) : -1;
+      const capture = depth === 0 && (bit & CAPTURED_BITS) !== 0 ? capturedIndex(hash, buf, keyStart, keyEnd) : -1;
 
       // Blanks are rare in machine-written lines: look for them only where the next byte is one.
       if (p < end && data[p] === 0x3a) {
@@ -378,10 +380,12 @@ export class JsonTranscoder {
         return true;
       }
       case 0x7b: {
+        // One byte for the length: nested objects in logs are mostly small, and a wrong guess
+        // costs a move of the content either way.
         w.byte(TAG_KVLIST);
-        const start = w.begin(2);
+        const start = w.begin(1);
         if (!this.members(depth)) return false;
-        w.end(start, 2);
+        w.end(start, 1);
         return true;
       }
       case 0x5b: {
