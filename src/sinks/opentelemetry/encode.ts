@@ -246,6 +246,16 @@ export class Writer {
   /** Writes the length of what follows `start + reserve`, moving it if the prefix needs another size. */
   end(start: number, reserve: number): void {
     const length = this.pos - start - reserve;
+    // The reservation was right (nearly always): write the prefix and return.
+    if (reserve === 2 && length >= 0x80 && length < 0x4000) {
+      this.buf[start] = (length & 0x7f) | 0x80;
+      this.buf[start + 1] = length >>> 7;
+      return;
+    }
+    if (reserve === 1 && length < 0x80) {
+      this.buf[start] = length;
+      return;
+    }
     const size = varintSize(length);
     if (size !== reserve) {
       this.ensure(size - reserve);
