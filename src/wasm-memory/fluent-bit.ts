@@ -22,7 +22,7 @@ import { isUtf8 } from 'node:buffer';
 import { PluginAbiError } from '../errors.js';
 import { OutputBuilder, truncate, type BatchContext, type BatchOutcome, type BatchRunner, type LineFailure, type LineFailureCode } from './runner.js';
 import { DEFAULT_MAX_OUTPUT_BYTES } from './runner.js';
-import { WASI_FUNCTIONS, WASI_MODULE, wasiHost, type WasiHost } from './wasi.js';
+import { WASI_FUNCTIONS, WASI_MODULE, wasiHost, type WasiHost, type WasiPreopen } from './wasi.js';
 import { instantiateWith, isMemory, moduleExports, moduleImports, type WasmMemory, type WasmModule } from './wasm-api.js';
 import { WASM_PAGE_BYTES } from './limits.js';
 
@@ -34,6 +34,8 @@ export interface FluentBitOptions {
   functionName: string;
   /** Provide the WASI subset of wasi.ts; without it a module importing WASI is refused. */
   wasi: boolean;
+  /** Directories the guest may open files under (`wasi_preopens`); none by default. */
+  preopens?: readonly WasiPreopen[];
   dropOnError?: boolean;
   label?: string;
   maxOutputBytes?: number;
@@ -139,7 +141,7 @@ export class FluentBitRunner implements BatchRunner {
   }
 
   close(): void {
-    this.guest = undefined;
+    this.discard();
   }
 
   /** Returns the bytes to emit (a copy), or undefined for Fluent Bit's drop values. */
@@ -207,7 +209,7 @@ export class FluentBitRunner implements BatchRunner {
   }
 
   private bind(): Guest {
-    const wasi = wasiHost();
+    const wasi = wasiHost(this.options.preopens ?? [], this.label);
     let exports: Record<string, unknown>;
     try {
       exports = instantiateWith(this.module, wasi.imports).exports;
@@ -235,6 +237,8 @@ export class FluentBitRunner implements BatchRunner {
   }
 
   private discard(): void {
+    // Files the guest left open would otherwise stay open for as long as the worker lives.
+    this.guest?.wasi.close();
     this.guest = undefined;
   }
 

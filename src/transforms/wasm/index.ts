@@ -26,6 +26,7 @@ import { capMemory } from '../../wasm-memory/limits.js';
 import { FluentBitRunner } from '../../wasm-memory/fluent-bit.js';
 import { DEFAULT_MAX_OUTPUT_BYTES, PluginRunner, type BatchContext, type BatchOutcome, type LineFailure } from '../../wasm-memory/runner.js';
 import { compileModule, type WasmModule } from '../../wasm-memory/wasm-api.js';
+import type { WasiPreopen } from '../../wasm-memory/wasi.js';
 import { batchRetried, guestWrote, moduleReloaded, pluginDropped, pluginLinesFailed, reloadRefused, type FailurePolicy } from './events.js';
 import type { PluginAbi, WorkerInit, WorkerResult, WorkerTask } from './protocol.js';
 
@@ -75,6 +76,11 @@ export interface WasmTransformConfig {
   wasi: boolean;
   /** `hot_reload`: watch the module file and switch new batches to a changed module. */
   hotReload: boolean;
+  /**
+   * `wasi_preopens` (read-only) and `wasi_preopens_writable`: directories a `wasi = true` guest may
+   * open files under, as absolute paths the guest sees unchanged (Fluent Bit's `accessible_paths`).
+   */
+  wasiPreopens?: WasiPreopen[];
 }
 
 /**
@@ -123,13 +129,18 @@ export const wasmTransform: TransformType<WasmTransformConfig> = {
       functionName: reader.string('function', ''),
       wasi: reader.boolean('wasi', DEFAULT_WASI),
       hotReload: reader.boolean('hot_reload', DEFAULT_HOT_RELOAD),
+      wasiPreopens: [
+        ...reader.stringArray('wasi_preopens', []).map((path) => ({ path: resolve(path), writable: false })),
+        ...reader.stringArray('wasi_preopens_writable', []).map((path) => ({ path: resolve(path), writable: true })),
+      ],
     };
+    if (config.wasiPreopens!.length > 0 && !config.wasi && config.abi === 'fluent-bit') reader.problem('"wasi_preopens" needs wasi = true');
     if (sha256 !== undefined) config.sha256 = sha256.toLowerCase();
     const tag = reader.string('tag');
     if (tag !== undefined) config.tag = tag;
     if (config.abi === 'fluent-bit' && config.functionName === '') reader.problem('missing required key "function" (abi = "fluent-bit")');
     if (config.abi === 'logwasm') {
-      for (const key of ['function', 'tag', 'wasi']) if (reader.has(key)) reader.problem(`"${key}" only applies to abi = "fluent-bit"`);
+      for (const key of ['function', 'tag', 'wasi', 'wasi_preopens', 'wasi_preopens_writable']) if (reader.has(key)) reader.problem(`"${key}" only applies to abi = "fluent-bit"`);
     }
     return config;
   },
@@ -167,7 +178,7 @@ export interface LoadOptions {
   /** JSON for `init`, called once here so that a refusal fails at start. */
   initOptions?: string;
   /** Check it as a Fluent Bit filter_wasm guest instead of an ABI v1 plugin. */
-  fluentBit?: { functionName: string; wasi: boolean };
+  fluentBit?: { functionName: string; wasi: boolean; preopens?: readonly WasiPreopen[] };
 }
 
 /** A module ready for the pool. */
@@ -252,7 +263,7 @@ class WasmTransform implements Transform {
       heapMemorySize: this.config.heapMemorySize,
       initOptions: this.initOptions,
       ...(this.config.sha256 === undefined ? {} : { sha256: this.config.sha256 }),
-      ...(this.config.abi === 'fluent-bit' ? { fluentBit: { functionName: this.config.functionName, wasi: this.config.wasi } } : {}),
+      ...(this.config.abi === 'fluent-bit' ? { fluentBit: { functionName: this.config.functionName, wasi: this.config.wasi, preopens: this.config.wasiPreopens ?? [] } } : {}),
     });
     try {
       await access(filename);
@@ -269,6 +280,7 @@ class WasmTransform implements Transform {
       abi: this.config.abi,
       functionName: this.config.functionName,
       wasi: this.config.wasi,
+      wasiPreopens: this.config.wasiPreopens ?? [],
     };
     const pool = new Piscina({
       filename,

@@ -4,6 +4,7 @@
  */
 import type { BatchContext, BatchOutcome } from '../../wasm-memory/runner.js';
 import type { WasmModule } from '../../wasm-memory/wasm-api.js';
+import type { WasiPreopen } from '../../wasm-memory/wasi.js';
 
 /** `workerData` of every worker in a transform's pool. */
 export interface WorkerInit {
@@ -22,6 +23,8 @@ export interface WorkerInit {
   functionName: string;
   /** `wasi`: provide the WASI subset (Fluent Bit guests only). */
   wasi: boolean;
+  /** `wasi_preopens`/`wasi_preopens_writable`: directories the guest may open files under. */
+  wasiPreopens: WasiPreopen[];
 }
 
 /** `abi = "logwasm"` (docs/plugin-abi.md) or `"fluent-bit"` (filter_wasm guests). */

@@ -11,7 +11,7 @@ const init = workerData as WorkerInit;
 const common = { dropOnError: init.dropOnError, label: init.label, maxOutputBytes: init.maxOutputBytes, heapMemorySize: init.heapMemorySize };
 const runner: BatchRunner =
   init.abi === 'fluent-bit'
-    ? new FluentBitRunner(init.module, { ...common, functionName: init.functionName, wasi: init.wasi })
+    ? new FluentBitRunner(init.module, { ...common, functionName: init.functionName, wasi: init.wasi, preopens: init.wasiPreopens })
     : new PluginRunner(init.module, { ...common, initOptions: init.initOptions });
 
 export default function processBatch(task: WorkerTask): unknown {
