@@ -81,6 +81,11 @@ export interface WasmTransformConfig {
    * open files under, as absolute paths the guest sees unchanged (Fluent Bit's `accessible_paths`).
    */
   wasiPreopens?: WasiPreopen[];
+  /**
+   * Not a config key: the worker script, in place of `workerFile()`. Tests set it to a script that
+   * wraps the real worker and kills its thread on a marked line (the `worker_failed` path).
+   */
+  workerScript?: string;
 }
 
 /**
@@ -252,13 +257,13 @@ class WasmTransform implements Transform {
   }
 
   async start(): Promise<void> {
-    const filename = workerFile();
+    const filename = this.config.workerScript ?? workerFile();
     this.current = await this.startGeneration(filename);
     if (this.config.hotReload) this.watch();
   }
 
   /** Loads and checks the module file as it is now, and starts a pool for it. */
-  private async startGeneration(filename = workerFile()): Promise<Generation> {
+  private async startGeneration(filename = this.config.workerScript ?? workerFile()): Promise<Generation> {
     const { module, sha256 } = await loadPlugin(resolve(this.config.module), this.label, {
       heapMemorySize: this.config.heapMemorySize,
       initOptions: this.initOptions,
