@@ -46,6 +46,15 @@ function reference(input: LineBatch, serviceName = 'logwasm'): Record<string, un
   return decode(ProtobufLogsSerializer.serializeRequest(new RecordMapper(serviceName).map(input))!);
 }
 
+/**
+ * Size of the request re-encoded by protobufjs, which writes every length prefix in its minimal
+ * form: a longer prefix of ours (a reservation not shrunk) would make our body longer. Field order
+ * differs (the body comes before the time in ours), sizes do not.
+ */
+function reencodedLength(body: Uint8Array): number {
+  return ExportLogsServiceRequest.encode(ExportLogsServiceRequest.decode(body)).finish().length;
+}
+
 function whole(input: LineBatch, serviceName = 'logwasm'): Uint8Array {
   const encoded = new BatchEncoder(serviceName).encode(input);
   return requestBody([{ batch: encoded, from: 0, to: input.offsets.length - 1 }]);
@@ -263,6 +272,38 @@ describe('OTLP protobuf encoder: byte transcoder against JSON.parse', () => {
     const encoded = encoder.encode(input);
     expect(encoder.stats).toEqual({ transcoded: lines.length, other: 0 });
     expect(decode(requestBody([{ batch: encoded, from: 0, to: lines.length }]))).toEqual(reference(input));
+  });
+
+  it('member lengths around the one-byte prefix limits (string values, keys, nested objects), escaped and spaced keys', () => {
+    const lines = [
+      // A string value's KeyValue.value is its length + 2: 125 and 126 bytes straddle 128.
+      ...[124, 125, 126, 127, 128, 129].map((n) => JSON.stringify({ v: 'a'.repeat(n), n })),
+      // The whole KeyValue entry crossing 128 with a short value.
+      ...[118, 119, 120, 121, 122].map((n) => JSON.stringify({ [`k${'y'.repeat(n)}`]: 'ab' })),
+      // Nested objects reserve one length byte: contents just below and above 128 and 16384.
+      ...[100, 118, 119, 120, 121, 16360, 16380, 16400].map((n) => JSON.stringify({ nested: { s: 'n'.repeat(n) }, after: 1 })),
+      JSON.stringify({ deep: { a: { b: { c: 'q'.repeat(200) } }, d: {} } }),
+      // Escaped keys: the same key as a plain one is a duplicate (JSON.parse keeps the last value at the first place).
+      '{"a":1,"\\u0061":2}',
+      '{"\\u0074s":"2024-05-06T07:08:09Z","\\u006cevel":"error","msg":"escaped captured keys"}',
+      '{"\\"quoted\\"":"v","tab\\tkey":"\\u00e9t\\u00e9"}',
+      ' { "ts" : "2024-05-06T07:08:09Z" , "level" :\t"warn" ,\r\n"n" : -12 , "o" : { "x" : [ 1 , "y" ] } } ',
+      '{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"a":14}',
+    ];
+    const input = batch(lines);
+    const encoder = new BatchEncoder('logwasm');
+    const encoded = encoder.encode(input);
+    const body = requestBody([{ batch: encoded, from: 0, to: lines.length }]);
+    expect(decode(body)).toEqual(reference(input));
+    expect(encoder.stats).toEqual({ transcoded: lines.length - 2, other: 2 });
+    expect(reencodedLength(body)).toBe(body.length);
+  });
+
+  it('every length prefix is minimal: re-encoding the decoded random lines gives the same size', () => {
+    const random = seeded(7);
+    const lines = Array.from({ length: 2000 }, () => randomJson(random));
+    const body = whole(batch(lines));
+    expect(reencodedLength(body)).toBe(body.length);
   });
 
   it('a line never reads into the next one', () => {
