@@ -134,12 +134,13 @@ export const wasmTransform: TransformType<WasmTransformConfig> = {
       functionName: reader.string('function', ''),
       wasi: reader.boolean('wasi', DEFAULT_WASI),
       hotReload: reader.boolean('hot_reload', DEFAULT_HOT_RELOAD),
-      wasiPreopens: [
-        ...reader.stringArray('wasi_preopens', []).map((path) => ({ path: resolve(path), writable: false })),
-        ...reader.stringArray('wasi_preopens_writable', []).map((path) => ({ path: resolve(path), writable: true })),
-      ],
     };
-    if (config.wasiPreopens!.length > 0 && !config.wasi && config.abi === 'fluent-bit') reader.problem('"wasi_preopens" needs wasi = true');
+    const wasiPreopens = [
+      ...reader.stringArray('wasi_preopens', []).map((path) => ({ path: resolve(path), writable: false })),
+      ...reader.stringArray('wasi_preopens_writable', []).map((path) => ({ path: resolve(path), writable: true })),
+    ];
+    if (wasiPreopens.length > 0) config.wasiPreopens = wasiPreopens;
+    if (wasiPreopens.length > 0 && !config.wasi && config.abi === 'fluent-bit') reader.problem('"wasi_preopens" needs wasi = true');
     if (sha256 !== undefined) config.sha256 = sha256.toLowerCase();
     const tag = reader.string('tag');
     if (tag !== undefined) config.tag = tag;
