@@ -81,6 +81,23 @@ describe('PluginRunner over a well-behaved guest', () => {
     }
   });
 
+  it('hands back output buffers close to the size of what they hold, when the output outgrows the input', async () => {
+    // Emits each line twice (copied after itself, inside the 4096-byte input buffer): twice the
+    // input. The buffer, not the view, is what a worker transfers and the sinks keep alive.
+    const body = `
+      (memory.copy (i32.add (local.get $ptr) (local.get $len)) (local.get $ptr) (local.get $len))
+      (call $emit (local.get $ptr) (i32.mul (local.get $len) (i32.const 2)))
+      (i32.const 0)`;
+    const runner = new PluginRunner(await watModule(guestWat(body)));
+    const lines = Array.from({ length: 200 }, (_, i) => `${'a'.repeat(90)}${String(i).padStart(10, '0')}`);
+    for (let round = 0; round < 3; round++) {
+      const { data, offsets } = batch(lines);
+      const outcome = runner.processBatch(data, offsets);
+      expect(texts(outcome)).toEqual(lines.map((l) => l + l));
+      expect(outcome.data.buffer.byteLength, `round ${round}`).toBeLessThanOrEqual(outcome.data.byteLength * 1.125 + INPUT_BUFFER_STEP);
+    }
+  });
+
   it('handles a batch whose data is a view into a larger buffer, and an empty batch', async () => {
     const runner = new PluginRunner(await watModule(guestWat(ECHO_BODY)));
     const whole = encoder.encode('XXXXhelloworldYYYY');

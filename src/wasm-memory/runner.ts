@@ -29,6 +29,14 @@ export const MAX_ERROR_MESSAGE_CHARS = 512;
  */
 export const DEFAULT_MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
 
+/** Output buffer estimate before any batch ran: output bytes per input byte. */
+const OUTPUT_RATIO_INITIAL = 1.125;
+/** Headroom over the last batch's ratio, so that a batch a little larger than the last one fits. */
+const OUTPUT_RATIO_MARGIN = 1.0625;
+/** Bounds of the estimate: a batch that emitted nothing, or 100 times its input, is no guide. */
+const OUTPUT_RATIO_MIN = 0.25;
+const OUTPUT_RATIO_MAX = 4;
+
 /** Record separator of status 3 (`STATUS_EMIT_MANY`) output. */
 const NEWLINE = 0x0a;
 
@@ -190,6 +198,8 @@ export class PluginRunner implements BatchRunner {
   private words = new DataView(new ArrayBuffer(0));
   private inputPtr = 0;
   private inputCapacity = 0;
+  /** Output bytes per input byte to size the next batch's output buffer for; see processBatch. */
+  private outputRatio = OUTPUT_RATIO_INITIAL;
   /** How many times a trapped instance was replaced: for tests and debugging. */
   reinstantiations = 0;
   /** How many `process_batch` calls failed and were redone line by line: for tests. */
@@ -238,8 +248,10 @@ export class PluginRunner implements BatchRunner {
    */
   processBatch(data: Uint8Array, offsets: Uint32Array, mode: BatchMode = 'auto'): BatchOutcome {
     const count = Math.max(0, offsets.length - 1);
-    // Most plugins emit about as much as they get; grow by doubling past that.
-    const out = new OutputBuilder(data.byteLength + (data.byteLength >>> 3) + INPUT_BUFFER_STEP, count);
+    // Sized from what the last batches emitted per input byte (json_parser: about 1.22), so that
+    // the buffer rarely doubles: a doubled buffer is a copy, and its unused half would travel
+    // downstream with the batch and stay allocated until the batch is done with.
+    const out = new OutputBuilder(Math.ceil(data.byteLength * this.outputRatio) + INPUT_BUFFER_STEP, count);
     const state = { dropped: 0, failures: [] as LineFailure[], firstError: undefined as string | undefined };
     let batched = false;
     if (mode === 'auto' && count > 0 && this.useBatchEntry && (this.guest ?? this.tryReplace())?.processBatch !== undefined) {
@@ -249,7 +261,13 @@ export class PluginRunner implements BatchRunner {
     if (!batched) {
       for (let index = 0; index < count; index++) this.runOne(data, offsets, index, out, state);
     }
-    const { data: outData, offsets: outOffsets } = out.finish();
+    if (data.byteLength > 0) {
+      this.outputRatio = Math.min(OUTPUT_RATIO_MAX, Math.max(OUTPUT_RATIO_MIN, (out.used / data.byteLength) * OUTPUT_RATIO_MARGIN));
+    }
+    let { data: outData, offsets: outOffsets } = out.finish();
+    // A buffer that grew past its estimate (or a batch that emitted much less) is trimmed to what
+    // it holds: the buffer, not the view, is what gets transferred and kept downstream.
+    if (outData.buffer.byteLength - outData.byteLength > (outData.byteLength >>> 3) + INPUT_BUFFER_STEP) outData = outData.slice();
     const outcome: BatchOutcome = { data: outData, offsets: outOffsets, failures: state.failures, dropped: state.dropped };
     if (state.firstError !== undefined) outcome.firstError = state.firstError;
     if (batched) outcome.batched = true;
