@@ -50,6 +50,13 @@ export const DEFAULT_TIMEOUT_MS = 60_000;
  * policy. 64 MiB: json_parser needs about 8 MiB for a 1 MiB line.
  */
 export const DEFAULT_HEAP_MEMORY_SIZE = 64 * 1024 * 1024;
+/**
+ * V8 young generation of each worker thread, in MiB (piscina `resourceLimits`; V8 splits it in
+ * three, so 3 is a 1 MiB semi-space). A worker's JS objects live for one batch, so a small young
+ * generation costs little, and a scavenge is also what frees the ArrayBuffers of batches already
+ * posted back; V8's default lets it grow to 48 MiB per worker under a busy pool's allocation rate.
+ */
+export const WORKER_MAX_YOUNG_GENERATION_MB = 3;
 /** `max_output_bytes`: the most bytes a plugin may emit for one line; see runner.ts. */
 export { DEFAULT_MAX_OUTPUT_BYTES };
 
@@ -294,6 +301,7 @@ class WasmTransform implements Transform {
       maxThreads: this.config.poolSize,
       idleTimeout: Infinity,
       workerData,
+      resourceLimits: { maxYoungGenerationSizeMb: WORKER_MAX_YOUNG_GENERATION_MB },
     });
     return { pool, sha256, inflight: 0, retired: false };
   }
