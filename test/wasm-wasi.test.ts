@@ -111,7 +111,21 @@ describe('wasi_preopens in real workers', () => {
     const { ro, rw } = await tree();
     const fs = setup({ wasi_preopens: [ro], wasi_preopens_writable: [rw] });
     await fs.start();
-    const out = await fs.run([`write ${ro}/new.txt x`, `write ${ro}/data.txt overwritten`, `write ${rw}/out.txt written by the guest`, `read ${rw}/out.txt`, `write ${rw}/../ro/data.txt x`]);
+    // Links planted in the writable preopen that lead out of it: one dangling (creating through
+    // it would make the file outside), one to the parent directory.
+    await symlink('../outside.txt', join(rw, 'dangling'));
+    await symlink('..', join(rw, 'up'));
+    const out = await fs.run([
+      `write ${ro}/new.txt x`,
+      `write ${ro}/data.txt overwritten`,
+      `write ${rw}/out.txt written by the guest`,
+      `read ${rw}/out.txt`,
+      `write ${rw}/../ro/data.txt x`,
+      `write ${rw}/dangling x`,
+      `write ${rw}/up/outside.txt x`,
+    ]);
+    expect(out.slice(5).map((r) => String(r['error']))).toEqual(Array(2).fill('Capabilities insufficient (os error 76)'));
+    expect(existsSync(join(rw, '..', 'outside.txt'))).toBe(false);
     expect(out[0]!['error']).toBe('Read-only file system (os error 69)');
     expect(out[1]!['error']).toBe('Read-only file system (os error 69)');
     expect(out[2]).toEqual({ wrote: `${rw}/out.txt` });
