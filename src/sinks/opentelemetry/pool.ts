@@ -19,9 +19,9 @@ import { JsonBatchEncoder } from './encode-json.js';
 import type { EncodeTask, EncodeWorkerInit, EncodeWorkerResult } from './protocol.js';
 
 /**
- * Encoding threads of one sink. One is enough: encoding costs about 2 µs per record, so one
- * thread keeps up with ~500k records/s, above the pipeline's target, and every extra thread
- * competes with the wasm transform's workers for the same cores (benchmarks/micro-otlp.js).
+ * Encoding threads of one sink. One: encoding costs about 1.2-1.5 µs per ~215-byte JSON record
+ * (benchmarks/micro-otlp.js `encoder`), so one thread keeps up with ~700k records/s of CPU time,
+ * and every extra thread competes with the wasm transform's workers for the same cores.
  */
 export const DEFAULT_ENCODE_THREADS = 1;
 
