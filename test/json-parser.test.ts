@@ -109,14 +109,15 @@ describe('the committed json_parser.wasm', () => {
       alloc: 'function',
       dealloc: 'function',
       process_log: 'function',
+      process_batch: 'function',
       logwasm_result: 'function',
       logwasm_abi_version: 'function',
     });
     const exports = instantiate(module).exports as Record<string, (...args: number[]) => unknown>;
     const arities = Object.fromEntries(
-      ['alloc', 'dealloc', 'process_log', 'logwasm_result', 'logwasm_abi_version'].map((name) => [name, exports[name]!.length]),
+      ['alloc', 'dealloc', 'process_log', 'process_batch', 'logwasm_result', 'logwasm_abi_version'].map((name) => [name, exports[name]!.length]),
     );
-    expect(arities).toEqual({ alloc: 1, dealloc: 2, process_log: 2, logwasm_result: 0, logwasm_abi_version: 0 });
+    expect(arities).toEqual({ alloc: 1, dealloc: 2, process_log: 2, process_batch: 3, logwasm_result: 0, logwasm_abi_version: 0 });
     expect(exports['logwasm_abi_version']!()).toBe(1);
   });
 
@@ -181,6 +182,34 @@ describe('the committed json_parser.wasm', () => {
     expect(lines.length - rewritten).toBeGreaterThan(500);
     expect(copiedAsWritten).toBeGreaterThan(300);
     expect(rewritten - copiedAsWritten).toBeGreaterThan(100);
+  });
+
+  it('gives the same outcome through process_batch as line by line, on fixtures and seeded edge lines', () => {
+    const lines = [...fixtures.map((f) => f.input), ...edgeLines(20251126, 2000), ...fixtures.map((f) => f.input)];
+    const { data, offsets } = toBatchLayout(lines);
+    const runner = new PluginRunner(module);
+    for (let round = 0; round < 2; round++) {
+      const batched = runner.processBatch(data, offsets);
+      const perLine = new PluginRunner(module).processBatch(data, offsets, 'per_line');
+      expect(batched.batched).toBe(true);
+      expect(runner.batchFallbacks).toBe(0);
+      expect(batched.failures).toEqual([]);
+      expect(batched.dropped).toBe(0);
+      expect(fromBatchLayout(batched.data, batched.offsets)).toEqual(fromBatchLayout(perLine.data, perLine.offsets));
+    }
+  });
+
+  it('answers a malformed process_batch layout with status 2, so the host falls back line by line', () => {
+    const exports = instantiate(module).exports as Record<string, (...args: number[]) => number> & { memory: WebAssembly.Memory };
+    const ptr = exports['alloc']!(64);
+    // count 3 needs 16 bytes of offsets; 8 bytes is not a layout, and neither is an offset past the data.
+    expect(exports['process_batch']!(ptr, 8, 3)).toBe(2);
+    const view = new DataView(exports.memory.buffer);
+    [0, 2, 99].forEach((offset, i) => view.setUint32(ptr + 4 * i, offset, true));
+    expect(exports['process_batch']!(ptr, 12 + 4, 2)).toBe(2);
+    [0, 2, 4].forEach((offset, i) => view.setUint32(ptr + 4 * i, offset, true));
+    new Uint8Array(exports.memory.buffer).set(new TextEncoder().encode('{}[]'), ptr + 12);
+    expect(exports['process_batch']!(ptr, 12 + 4, 2)).toBe(0);
   });
 
   it('passes a line nested a million deep through without a trap, then rewrites the next', () => {
