@@ -98,6 +98,29 @@ describe('PluginRunner over a well-behaved guest', () => {
     }
   });
 
+  it('checks UTF-8 record by record in a process_batch result, even where the records joined would be valid', async () => {
+    // process_batch answers any two lines with the records "a\xC3" and "\xA9b": each is invalid
+    // UTF-8 and not its input, although together they spell "aéb".
+    const runner = new PluginRunner(
+      await watModule(
+        guestWat(ECHO_BODY, {
+          extra: `
+            (data (i32.const 700) "\\00\\00\\00\\00\\02\\00\\00\\00a\\c3\\00\\00\\00\\00\\02\\00\\00\\00\\a9b")
+            (func (export "process_batch") (param $ptr i32) (param $len i32) (param $count i32) (result i32)
+              (call $emit (i32.const 700) (i32.const 20)) (i32.const 0))`,
+        }),
+      ),
+    );
+    const { data, offsets } = batch(['x1', 'x2']);
+    const outcome = runner.processBatch(data, offsets);
+    expect(outcome.batched).toBe(true);
+    expect(outcome.failures).toEqual([
+      { index: 0, code: 'bad_utf8' },
+      { index: 1, code: 'bad_utf8' },
+    ]);
+    expect(texts(outcome)).toEqual(['x1', 'x2']);
+  });
+
   it('handles a batch whose data is a view into a larger buffer, and an empty batch', async () => {
     const runner = new PluginRunner(await watModule(guestWat(ECHO_BODY)));
     const whole = encoder.encode('XXXXhelloworldYYYY');
