@@ -200,7 +200,7 @@ describe('the committed json_parser.wasm', () => {
   });
 
   it('answers a malformed process_batch layout with status 2, so the host falls back line by line', () => {
-    const exports = instantiate(module).exports as Record<string, (...args: number[]) => number> & { memory: WebAssembly.Memory };
+    const exports = instantiate(module).exports as Record<string, (...args: number[]) => number> & { memory: { buffer: ArrayBuffer } };
     const ptr = exports['alloc']!(64);
     // count 3 needs 16 bytes of offsets; 8 bytes is not a layout, and neither is an offset past the data.
     expect(exports['process_batch']!(ptr, 8, 3)).toBe(2);
