@@ -189,6 +189,28 @@ describe('file source: tail', () => {
     expect(await linesSeen(second.downstream, 1)).toEqual(['bbbb']);
   });
 
+  it('pauses reading when the bytes in flight reach maxInFlightBytes, whatever the batch count allows', async () => {
+    const dir = await fileTempDir();
+    const dataDir = path.join(dir, 'data');
+    const file = path.join(dir, 'app.log');
+    await writeFile(file, 'line-001\nline-002\nline-003\nline-004\nline-005\n');
+    // One 8-byte line per read and per batch; 100 batches may be in flight, but only 10 bytes.
+    const config = fileConfig([file], {}, { ...FAST, readChunkBytes: 9, maxBatchLines: 1, maxInFlightBatches: 100, maxInFlightBytes: 10 });
+    const first = buildFileSource(config, { dataDir });
+    first.downstream.hold();
+    await first.source.start();
+    // 8 bytes in flight: under the limit, one more read; 16: over it, reading waits for acks.
+    await pollUntil('two batches held', () => first.downstream.heldCount === 2);
+    const stopped = first.source.stop();
+    first.downstream.releaseAll();
+    await stopped;
+    expect(first.downstream.lines()).toEqual(['line-001', 'line-002']);
+    expect(await checkpointOf(dataDir, file)).toBe(18);
+    const second = buildFileSource(config, { dataDir });
+    await second.source.start();
+    expect(await linesSeen(second.downstream, 3)).toEqual(['line-003', 'line-004', 'line-005']);
+  });
+
   it('follows a rename rotation: the old file is read to its end, the new one from 0, nothing lost or repeated', async () => {
     const dir = await fileTempDir();
     const file = path.join(dir, 'app.log');
