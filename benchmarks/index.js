@@ -22,6 +22,8 @@ import { renderMarkdown } from './lib/report.js';
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(BENCH, '..');
 const CLI = join(ROOT, 'dist/cli.js');
+/** The node flags of the `logwasm` bin's `#!` line (src/cli.ts): the benchmark runs the CLI as users do. */
+const CLI_NODE_ARGS = ['--max-semi-space-size=1'];
 const NATIVE_DIR = join(BENCH, 'native-json-parser');
 const NATIVE_BIN = join(NATIVE_DIR, 'target/release/native-json-parser');
 const RESULTS = join(BENCH, 'RESULTS.md');
@@ -141,7 +143,7 @@ async function startReceiver() {
 const REPLAY_DONE = /replay done: (\d+) lines, (\d+) bytes in ([\d.]+) s \((\d+) lines\/s\); (\d+) errors, (\d+) undelivered/;
 
 /** One `logwasm replay` of a case over the corpus; returns the measured run and what was verified. */
-async function replayOnce(kase, corpus, workDir, receiver, onSample, nodeArgs = []) {
+async function replayOnce(kase, corpus, workDir, receiver, onSample, nodeArgs = CLI_NODE_ARGS) {
   const dataDir = mkdtempSync(join(workDir, `${kase.name}-data-`));
   const env = { ...process.env, BENCH_INPUT: corpus.file, BENCH_DATA_DIR: dataDir, BENCH_OTLP: receiver?.url ?? '' };
   const before = kase.otlp ? (await receiver.stats()).records : 0;
@@ -334,7 +336,7 @@ async function runProfile(corpus, workDir, receiver) {
   if (!existsSync(CLI)) return { skipped: 'dist/cli.js missing: run npm run build' };
   const dir = mkdtempSync(join(workDir, 'profile-'));
   log('profile: file_wasm_otlp under --cpu-prof');
-  const run = await replayOnce(E2E_CASES[0], corpus, workDir, receiver, undefined, ['--cpu-prof', '--cpu-prof-dir', dir]);
+  const run = await replayOnce(E2E_CASES[0], corpus, workDir, receiver, undefined, [...CLI_NODE_ARGS, '--cpu-prof', '--cpu-prof-dir', dir]);
   const threads = summarizeProfiles(dir);
   if (threads.length === 0) return { skipped: `no .cpuprofile written (exit ${run.code})` };
   return { wallSeconds: run.wallSeconds, verified: run.verified, threads };
