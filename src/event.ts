@@ -66,8 +66,8 @@ export function lineAt(batch: LineBatch, index: number): Uint8Array {
   return batch.data.subarray(batch.offsets[index], batch.offsets[index + 1]);
 }
 
-/** Builds a batch from byte lines; for tests and slow paths, not for the tailer's hot loop. */
-export function batchFromLines(lines: readonly Uint8Array[], meta: BatchMeta): LineBatch {
+/** Lines back to back with their offsets; for tests and slow paths, not for the tailer's hot loop. */
+export function packLines(lines: readonly Uint8Array[]): { data: Uint8Array; offsets: Uint32Array } {
   let total = 0;
   for (const line of lines) total += line.byteLength;
   const data = new Uint8Array(total);
@@ -78,7 +78,31 @@ export function batchFromLines(lines: readonly Uint8Array[], meta: BatchMeta): L
     at += line.byteLength;
     offsets[i + 1] = at;
   });
-  return { data, offsets, meta };
+  return { data, offsets };
+}
+
+/** Builds a batch from byte lines; for tests and slow paths, not for the tailer's hot loop. */
+export function batchFromLines(lines: readonly Uint8Array[], meta: BatchMeta): LineBatch {
+  return { ...packLines(lines), meta };
+}
+
+/**
+ * A `format: 'json'` line as a structured record: the object it parses to, or undefined when it
+ * is not a JSON object (then it is a plain message).
+ */
+export function parseJsonObject(text: string): Record<string, unknown> | undefined {
+  // Cheap pre-check so plain text lines do not pay for a thrown SyntaxError.
+  let i = 0;
+  while (i < text.length && (text.charCodeAt(i) === 0x20 || text.charCodeAt(i) === 0x09)) i++;
+  if (text.charCodeAt(i) !== 0x7b /* { */) return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A copy that owns its own buffer, for handing the same batch to a second consumer. */

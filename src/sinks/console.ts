@@ -12,7 +12,7 @@
 import type { Writable } from 'node:stream';
 import type { ComponentContext, Sink, SinkType } from '../components.js';
 import type { ConfigReader } from '../config/reader.js';
-import type { LineBatch } from '../event.js';
+import { parseJsonObject, type LineBatch } from '../event.js';
 import type { Telemetry } from '../telemetry.js';
 
 export const CONSOLE_CODECS = ['json', 'text'] as const;
@@ -173,7 +173,7 @@ export function encodeJson(batch: LineBatch): string {
  * passed in so a batch formats it once.
  */
 export function eventOf(meta: LineBatch['meta'], message: string, timestamp: string): Record<string, unknown> {
-  const object = meta.format === 'json' ? parseObject(message) : undefined;
+  const object = meta.format === 'json' ? parseJsonObject(message) : undefined;
   const event: Record<string, unknown> =
     object === undefined
       ? { file: meta.file, host: meta.host, message, source_type: meta.sourceType, timestamp }
@@ -181,17 +181,6 @@ export function eventOf(meta: LineBatch['meta'], message: string, timestamp: str
   return sortKeys(event) as Record<string, unknown>;
 }
 
-function parseObject(text: string): Record<string, unknown> | undefined {
-  if (!text.trimStart().startsWith('{')) return undefined;
-  try {
-    const value: unknown = JSON.parse(text);
-    return typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Vector keeps event fields in sorted maps, so its JSON output lists keys in byte order. */
 function sortKeys(value: unknown): unknown {

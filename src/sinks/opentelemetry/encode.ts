@@ -13,12 +13,11 @@
  * concatenation of such entries.
  */
 import { isUtf8 } from 'node:buffer';
-import type { BatchMeta } from '../../event.js';
+import { parseJsonObject, type BatchMeta } from '../../event.js';
 import {
   eventTime,
   fastRfc3339,
   hrTimeFromMs,
-  parseObject,
   parseSeverity,
   parseTimestamp,
   recordAttributes,
@@ -469,7 +468,7 @@ export class BatchEncoder {
       this.stats.other++;
       writer.byte(TAG_LOG_RECORD);
       const recordStart = writer.begin(2);
-      const object = brace !== -1 ? parseObject(text.toString('utf8', start, end)) : undefined;
+      const object = brace !== -1 ? parseJsonObject(text.toString('utf8', start, end)) : undefined;
       if (object === undefined) {
         writer.byte(TAG_TIME);
         writeHrTime(writer, observed);
@@ -584,7 +583,7 @@ function copyInto(writer: Writer, bytes: Uint8Array): void {
 /** Longest run copyInto() copies byte by byte. */
 const COPY_LOOP_MAX = 64;
 
-/** Where the line's first non-blank byte is, if it is `{` (spaces and tabs skipped, as parseObject does); else -1. */
+/** Where the line's first non-blank byte is, if it is `{` (spaces and tabs skipped, as parseJsonObject does); else -1. */
 function objectStart(data: Uint8Array, start: number, end: number): number {
   let i = start;
   while (i < end && (data[i] === 0x20 || data[i] === 0x09)) i++;

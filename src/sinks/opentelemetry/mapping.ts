@@ -6,7 +6,7 @@ import { basename } from 'node:path';
 import type { AnyValueMap, LogAttributes } from '@opentelemetry/api-logs';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import type { ReadableLogRecord } from '@opentelemetry/sdk-logs';
-import type { BatchMeta, LineBatch } from '../../event.js';
+import { parseJsonObject, type BatchMeta, type LineBatch } from '../../event.js';
 
 /** Instrumentation scope of every record; one object, since the exporter groups by identity. */
 export const INSTRUMENTATION_SCOPE: ReadableLogRecord['instrumentationScope'] = Object.freeze({ name: 'logwasm' });
@@ -72,7 +72,7 @@ export class RecordMapper {
       const end = offsets[i + 1]!;
       // Buffer#toString replaces invalid UTF-8 with U+FFFD, as the OTLP string type requires.
       const text = bytes.toString('utf8', start, end);
-      const object = parseJson ? parseObject(text) : undefined;
+      const object = parseJson ? parseJsonObject(text) : undefined;
       if (object === undefined) {
         records[i] = {
           hrTime: observed,
@@ -101,21 +101,6 @@ export class RecordMapper {
   }
 }
 
-/** A JSON object, or undefined for anything else (other JSON values, invalid JSON). */
-export function parseObject(text: string): Record<string, unknown> | undefined {
-  // Cheap pre-check so plain text lines do not pay for a thrown SyntaxError.
-  let i = 0;
-  while (i < text.length && (text.charCodeAt(i) === 0x20 || text.charCodeAt(i) === 0x09)) i++;
-  if (text.charCodeAt(i) !== 0x7b /* { */) return undefined;
-  try {
-    const value: unknown = JSON.parse(text);
-    return typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 export function hrTimeFromMs(ms: number): HrTime {
   const seconds = Math.floor(ms / 1000);

@@ -5,7 +5,7 @@ import { watch, type FSWatcher } from 'chokidar';
 import picomatch from 'picomatch';
 import type { Source, SourceContext, SourceType } from '../../components.js';
 import { isTable, show, type ConfigReader } from '../../config/reader.js';
-import type { LineBatch } from '../../event.js';
+import { packLines, type LineBatch } from '../../event.js';
 import { Checkpointer, checkpointsPath, loadCheckpoints } from './checkpoints.js';
 import { Discovery } from './discovery.js';
 import * as events from './events.js';
@@ -586,7 +586,7 @@ export class FileSource implements Source {
         end = out.end;
       }
     }
-    if (lines.length > 0) this.emitPiece(tailer, { ...piecesOf(lines), end });
+    if (lines.length > 0) this.emitPiece(tailer, { ...packLines(lines), end });
   }
 
   private emitPiece(tailer: FileTailer, piece: SplitPiece): void {
@@ -982,26 +982,11 @@ export class FileSource implements Source {
   }
 }
 
-/** Lines back to back with their offsets. */
-function piecesOf(lines: readonly Uint8Array[]): { data: Uint8Array; offsets: Uint32Array } {
-  let total = 0;
-  for (const line of lines) total += line.byteLength;
-  const data = new Uint8Array(total);
-  const offsets = new Uint32Array(lines.length + 1);
-  let at = 0;
-  lines.forEach((line, i) => {
-    data.set(line, at);
-    at += line.byteLength;
-    offsets[i + 1] = at;
-  });
-  return { data, offsets };
-}
-
 /** A piece's lines transcoded to UTF-8; offsets into the file (`end`, `lineEnds`) are kept. */
 function transcode(piece: SplitPiece, charset: Charset): SplitPiece {
   const lines: Uint8Array[] = [];
   for (let i = 0; i + 1 < piece.offsets.length; i++) lines.push(lineToUtf8(piece.data.subarray(piece.offsets[i], piece.offsets[i + 1]), charset));
-  return { ...piecesOf(lines), end: piece.end, ...(piece.lineEnds === undefined ? {} : { lineEnds: piece.lineEnds }) };
+  return { ...packLines(lines), end: piece.end, ...(piece.lineEnds === undefined ? {} : { lineEnds: piece.lineEnds }) };
 }
 
 /** Directory levels below the base a non-`**` glob can reach (`/a/*\/*.log` -> 1). */
