@@ -29,6 +29,19 @@ import {
   otlpSinkDisabled,
 } from './events.js';
 import { EncodePool } from './pool.js';
+import {
+  DEFAULT_HEALTHCHECK_ENABLED,
+  DEFAULT_OTLP_PROTOCOL,
+  OTLP_PROTOCOLS,
+  classifyGrpcResult,
+  createGrpcExporter,
+  httpsAgentOptions,
+  otlpEnvDefaults,
+  parseTls,
+  readTlsMaterial,
+  type OtlpProtocol,
+  type OtlpTlsConfig,
+} from './transport.js';
 
 export const OTLP_CODECS = ['protobuf', 'json'] as const;
 export type OtlpCodec = (typeof OTLP_CODECS)[number];
@@ -59,8 +72,13 @@ export const DEFAULT_RETRY_MAX_DURATION_SECS = 30;
 export const OTLP_LOGS_PATH = '/v1/logs';
 
 export interface OpentelemetrySinkConfig {
-  /** Full OTLP/HTTP logs URL; empty disables the sink. */
+  /** Full OTLP/HTTP logs URL, or the gRPC server's `http(s)://host:port`; empty disables the sink. */
   endpoint: string;
+  /** `protocol` / `protocol.type`: OTLP/HTTP or OTLP/gRPC (transport.ts). */
+  protocol: OtlpProtocol;
+  tls: OtlpTlsConfig;
+  /** `healthcheck.enabled`: one empty export request at start. */
+  healthcheck: boolean;
   codec: OtlpCodec;
   compression: OtlpCompression;
   headers: Record<string, string>;
@@ -86,11 +104,17 @@ export const opentelemetrySink: SinkType<OpentelemetrySinkConfig> = {
  * `[sinks.x.protocol] type = "http" uri = "..."` with options inside `protocol` (where Vector keeps
  * them). An option may sit in either place, not both.
  */
-export function parseOpentelemetryConfig(reader: ConfigReader): OpentelemetrySinkConfig {
-  const protocol = reader.has('protocol') ? reader.table('protocol') : undefined;
+export function parseOpentelemetryConfig(reader: ConfigReader, env: NodeJS.ProcessEnv = process.env): OpentelemetrySinkConfig {
+  const fromEnv = otlpEnvDefaults(env);
+  // `protocol = "grpc"` (the flat form) names the transport only; a table is Vector's form.
+  const protocolRaw = reader.raw('protocol');
+  const flatProtocol = typeof protocolRaw === 'string' || protocolRaw === undefined;
+  const protocol = !flatProtocol ? reader.table('protocol') : undefined;
+  let transport: OtlpProtocol = fromEnv.protocol ?? DEFAULT_OTLP_PROTOCOL;
+  if (flatProtocol && protocolRaw !== undefined) transport = reader.oneOf('protocol', OTLP_PROTOCOLS, DEFAULT_OTLP_PROTOCOL);
   let endpoint = '';
   if (protocol !== undefined) {
-    protocol.oneOf('type', ['http'] as const, 'http');
+    transport = protocol.oneOf('type', OTLP_PROTOCOLS, DEFAULT_OTLP_PROTOCOL);
     protocol.oneOf('method', ['post'] as const, 'post');
     protocol.accept('framing');
     if (reader.has('endpoint')) {
@@ -98,10 +122,15 @@ export function parseOpentelemetryConfig(reader: ConfigReader): OpentelemetrySin
       reader.problem('set either "endpoint" or "protocol.uri", not both');
     }
     endpoint = checkUrl(reader, 'protocol.uri', protocol.requiredString('uri'));
+  } else if (!reader.has('endpoint') && fromEnv.endpoint !== undefined) {
+    // OTEL_EXPORTER_OTLP_LOGS_ENDPOINT is the full URL; OTEL_EXPORTER_OTLP_ENDPOINT a base URL.
+    const value = checkUrl(reader, 'OTEL_EXPORTER_OTLP_ENDPOINT', fromEnv.endpoint);
+    endpoint = transport === 'grpc' || fromEnv.endpointIsFull ? value : withLogsPath(value);
   } else {
     const value = reader.requiredString('endpoint');
-    endpoint = value === '' ? '' : withLogsPath(checkUrl(reader, 'endpoint', value));
+    endpoint = value === '' || transport === 'grpc' ? checkUrl(reader, 'endpoint', value) : withLogsPath(checkUrl(reader, 'endpoint', value));
   }
+  for (const name of fromEnv.invalid) reader.problem(`environment variable ${name} has a value that cannot be used`);
   // Each group of options is read from `protocol` when it is there, else from the top level.
   const from = (key: string): ConfigReader => {
     if (protocol === undefined || !protocol.has(key)) return reader;
@@ -112,8 +141,14 @@ export function parseOpentelemetryConfig(reader: ConfigReader): OpentelemetrySin
     return protocol;
   };
 
-  const codec = parseCodec(from('encoding'));
-  const compression = from('compression').oneOf('compression', OTLP_COMPRESSIONS, DEFAULT_OTLP_COMPRESSION);
+  const codecReader = from('encoding');
+  const codec = !codecReader.has('encoding') && fromEnv.codec !== undefined ? fromEnv.codec : parseCodec(codecReader);
+  const compressionReader = from('compression');
+  const compression = compressionReader.oneOf('compression', OTLP_COMPRESSIONS, fromEnv.compression ?? DEFAULT_OTLP_COMPRESSION);
+  const tls = parseTls(from('tls'));
+  if (tls.caFile === undefined && fromEnv.caFile !== undefined) tls.caFile = fromEnv.caFile;
+  if (transport === 'grpc' && !tls.verifyCertificate) reader.problem('"tls.verify_certificate = false" is not supported with protocol "grpc"');
+  if (transport === 'grpc' && codec === 'json') reader.problem('encoding "json" is not supported with protocol "grpc" (gRPC carries protobuf)');
   const serviceName = reader.string('service_name', DEFAULT_SERVICE_NAME);
 
   const batch = from('batch').table('batch');
@@ -123,8 +158,9 @@ export function parseOpentelemetryConfig(reader: ConfigReader): OpentelemetrySin
   batch.finish();
 
   const request = from('request').table('request');
-  const headers = request.stringMap('headers');
-  const requestTimeoutSecs = request.number('timeout_secs', DEFAULT_REQUEST_TIMEOUT_SECS, { min: 0.001 });
+  // Configured headers win over OTEL_EXPORTER_OTLP_(LOGS_)HEADERS of the same name.
+  const headers = { ...fromEnv.headers, ...request.stringMap('headers') };
+  const requestTimeoutSecs = request.number('timeout_secs', fromEnv.timeoutSecs ?? DEFAULT_REQUEST_TIMEOUT_SECS, { min: 0.001 });
   const concurrency = parseConcurrency(request);
   const retryAttempts = request.number('retry_attempts', DEFAULT_RETRY_ATTEMPTS, { integer: true, min: 0 });
   const retryInitialBackoffSecs = request.number(
@@ -139,10 +175,12 @@ export function parseOpentelemetryConfig(reader: ConfigReader): OpentelemetrySin
   request.accept('rate_limit_duration_secs', 'rate_limit_num', 'retry_jitter_mode', 'adaptive_concurrency');
   request.finish();
 
-  const healthcheck = reader.raw('healthcheck');
-  if (healthcheck !== undefined && typeof healthcheck !== 'boolean') {
+  const healthcheckRaw = reader.raw('healthcheck');
+  let healthcheck = DEFAULT_HEALTHCHECK_ENABLED;
+  if (typeof healthcheckRaw === 'boolean') healthcheck = reader.boolean('healthcheck', DEFAULT_HEALTHCHECK_ENABLED);
+  else if (healthcheckRaw !== undefined) {
     const table = reader.table('healthcheck');
-    table.boolean('enabled', true);
+    healthcheck = table.boolean('enabled', DEFAULT_HEALTHCHECK_ENABLED);
     table.accept('uri');
     table.finish();
   }
@@ -156,6 +194,9 @@ export function parseOpentelemetryConfig(reader: ConfigReader): OpentelemetrySin
 
   return {
     endpoint,
+    protocol: transport,
+    tls,
+    healthcheck,
     codec,
     compression,
     headers,
@@ -252,7 +293,9 @@ export function classifyExportResult(result: ExportResult): SendOutcome {
 }
 
 function exporterOptions(config: OpentelemetrySinkConfig): ExporterConfig {
+  const https = config.endpoint.startsWith('https:');
   return {
+    ...(https ? { httpAgentOptions: httpsAgentOptions(readTlsMaterial(config.tls)) } : {}),
     url: config.endpoint,
     headers: { ...config.headers },
     timeoutMillis: Math.round(config.requestTimeoutSecs * 1000),
@@ -274,6 +317,7 @@ interface EncodedRequest {
  * transport, its headers, compression, timeout and quick retries are the exporter's own.
  */
 function createEncodedExporter(config: OpentelemetrySinkConfig): Exporter<EncodedRequest> {
+  if (config.protocol === 'grpc') return createGrpcEncodedExporter(config);
   const json = config.codec === 'json';
   const options = convertLegacyHttpOptions(exporterOptions(config), 'LOGS', 'v1/logs', {
     'Content-Type': json ? 'application/json' : 'application/x-protobuf',
@@ -296,12 +340,32 @@ function createEncodedExporter(config: OpentelemetrySinkConfig): Exporter<Encode
   );
 }
 
+/** OTLP/gRPC through the OpenTelemetry gRPC export delegate (transport.ts), protobuf only. */
+function createGrpcEncodedExporter(config: OpentelemetrySinkConfig): Exporter<EncodedRequest> {
+  return createGrpcExporter<EncodedRequest>(
+    {
+      endpoint: config.endpoint,
+      headers: config.headers,
+      compression: config.compression,
+      timeoutMillis: Math.round(config.requestTimeoutSecs * 1000),
+      concurrencyLimit: config.concurrency * 2 + 1,
+      tls: readTlsMaterial(config.tls),
+    },
+    (request) => requestBody(request.slices),
+    (request) => request.count,
+  );
+}
+
 /** One attempt through the exporter per call, its result classified. */
-function exporterSend<S, Q>(exporter: Exporter<Q>, request: (segments: S[]) => Q): Send<S> {
+function exporterSend<S, Q>(
+  exporter: Exporter<Q>,
+  request: (segments: S[]) => Q,
+  classify: (result: ExportResult) => SendOutcome,
+): Send<S> {
   return (segments) =>
     new Promise<SendOutcome>((resolve) => {
       try {
-        exporter.export(request(segments), (result) => resolve(classifyExportResult(result)));
+        exporter.export(request(segments), (result) => resolve(classify(result)));
       } catch (error) {
         resolve({ status: 'retry', reason: error instanceof Error ? error.message : String(error) });
       }
@@ -343,7 +407,11 @@ export class OpentelemetrySink implements Sink {
       onFallback: (reason, detail) => otlpEncodedOnMainThread(telemetry, id, reason, detail),
     });
     this.delivery = new Delivery<EncodedSlice>(
-      exporterSend(this.exporter, (slices: EncodedSlice[]) => ({ slices, count: countSlices(slices) })),
+      exporterSend(
+        this.exporter,
+        (slices: EncodedSlice[]) => ({ slices, count: countSlices(slices) }),
+        config.protocol === 'grpc' ? classifyGrpcResult : classifyExportResult,
+      ),
       {
         maxEvents: config.batchMaxEvents,
         batchTimeoutMs: config.batchTimeoutSecs * 1000,
