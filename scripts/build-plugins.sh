@@ -8,7 +8,10 @@
 # plugins/sdk-rust/ is the SDK library the plugins depend on, not a plugin: it is skipped.
 # AssemblyScript plugins (plugins/<name>/assembly/index.ts) are built with the npm `assemblyscript`
 # compiler (a devDependency: `npm install` first), with no Rust at all.
-# Fluent Bit-style filters (plugins/fluent-bit-*/) target wasm32-wasi, as Fluent Bit's do.
+# Fluent Bit-style filters (plugins/fluent-bit-*/) target wasm32-wasi, as Fluent Bit's do. Any other
+# crate may declare its target in Cargo.toml (e.g. a logwasm-ABI plugin that needs WASI files):
+#   [package.metadata.logwasm]
+#   target = "wasm32-wasi"
 #
 # Toolchain: Debian's rustc/cargo (apt: rustc cargo libstd-rust-dev-wasm32 librust-serde-json-dev).
 # /usr/bin goes first in PATH because a rustup toolchain in ~/.cargo/bin may lack the wasm32 std.
@@ -46,6 +49,8 @@ for manifest in "${manifests[@]}"; do
   crate="${name//-/_}"
   target="wasm32-unknown-unknown"
   case "$name" in fluent-bit-*) target="wasm32-wasi" ;; esac
+  declared="$(sed -n '/^\[package\.metadata\.logwasm\]/,/^\[/s/^target *= *"\([^"]*\)".*/\1/p' "$manifest")"
+  [ -z "$declared" ] || target="$declared"
   echo "building plugin $name ($target)" >&2
   # A new plugin has no lock file yet: make one from the offline registry, then build --locked.
   [ -f "$dir/Cargo.lock" ] || (cd "$dir" && cargo generate-lockfile --offline)

@@ -152,12 +152,11 @@ describe('wasi_preopens in real workers', () => {
     await expect(missing.start()).rejects.toMatchObject({ code: 'LOGWASM_PLUGIN_LOAD' });
   });
 
-  it('checks the config: preopens need wasi = true and abi = "fluent-bit"', () => {
+  it('checks the config: preopens need wasi = true, whichever abi', () => {
     expect(parse({ module: 'm', abi: 'fluent-bit', function: 'f', wasi_preopens: ['/etc'] }).problems).toEqual(['transforms.fs: "wasi_preopens" needs wasi = true']);
-    expect(parse({ module: 'm', wasi_preopens: ['/etc'], wasi_preopens_writable: ['/tmp'] }).problems).toEqual([
-      'transforms.fs: "wasi_preopens" only applies to abi = "fluent-bit"',
-      'transforms.fs: "wasi_preopens_writable" only applies to abi = "fluent-bit"',
-    ]);
+    expect(parse({ module: 'm', wasi_preopens: ['/etc'], wasi_preopens_writable: ['/tmp'] }).problems).toEqual(['transforms.fs: "wasi_preopens" needs wasi = true']);
+    expect(parse({ module: 'm', wasi_preopens_writable: ['/tmp'] }).problems).toEqual(['transforms.fs: "wasi_preopens_writable" needs wasi = true']);
+    expect(parse({ module: 'm', wasi: true, wasi_preopens: ['/etc'], wasi_preopens_writable: ['/tmp'] }).problems).toEqual([]);
     expect(parse({ module: 'm', abi: 'fluent-bit', function: 'f', wasi: true, wasi_preopens: 'etc' }).problems).toHaveLength(1);
   });
 });

@@ -5,7 +5,8 @@
  * version) and runs on every (re-)instantiation.
  */
 import { PluginAbiError } from '../errors.js';
-import { instantiate, isMemory, moduleExports, moduleImports, type WasmInstance, type WasmMemory, type WasmModule } from './wasm-api.js';
+import { WASI_FUNCTIONS, WASI_MODULE, type WasiHost } from './wasi.js';
+import { instantiate, instantiateWith, isMemory, moduleExports, moduleImports, type WasmInstance, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 /** The ABI version this host speaks; `logwasm_abi_version()`, when exported, must return it. */
 export const ABI_VERSION = 1;
@@ -53,17 +54,35 @@ export interface GuestBinding {
   processBatch?: (ptr: number, len: number, count: number) => number;
 }
 
+/** What a module may import: nothing (the default), or the WASI subset of wasi.ts with `wasi = true`. */
+export interface ImportPolicy {
+  /** The transform sets `wasi = true`: `wasi_snapshot_preview1` functions of WASI_FUNCTIONS are allowed. */
+  wasi?: boolean;
+}
+
+/** Whether an import is a WASI function this host provides (wasi.ts). */
+export function isProvidedWasiImport(imported: { module: string; name: string; kind: string }): boolean {
+  return imported.module === WASI_MODULE && imported.kind === 'function' && WASI_FUNCTIONS.includes(imported.name);
+}
+
 /**
- * Refuses a module that imports anything (ABI v1 has no host functions, no WASI) or lacks an
- * export of the right kind. Reports every problem at once. Arity needs an instance: see
- * `bindInstance`.
+ * Refuses a module that imports anything it may not (ABI v1 has no host functions; WASI only
+ * with `wasi = true`, and then only the functions wasi.ts provides) or lacks an export of the
+ * right kind. Reports every problem at once. Arity needs an instance: see `bindInstance`.
  */
-export function validateModule(module: WasmModule, label = 'plugin'): void {
+export function validateModule(module: WasmModule, label = 'plugin', policy: ImportPolicy = {}): void {
   const problems: string[] = [];
   for (const imported of moduleImports(module)) {
-    problems.push(
-      `imports ${imported.kind} "${imported.module}"."${imported.name}", but ABI v${ABI_VERSION} allows no imports (no WASI)`,
-    );
+    const what = `imports ${imported.kind} "${imported.module}"."${imported.name}"`;
+    if (!isProvidedWasiImport(imported)) {
+      problems.push(
+        imported.module === WASI_MODULE
+          ? `${what}, which this host does not provide (WASI subset: ${WASI_FUNCTIONS.join(', ')})`
+          : `${what}, but ABI v${ABI_VERSION} allows no imports besides WASI (${WASI_MODULE}, with wasi = true)`,
+      );
+    } else if (policy.wasi !== true) {
+      problems.push(`${what}, but the transform does not enable WASI (set wasi = true)`);
+    }
   }
   const kinds = new Map(moduleExports(module).map((e) => [e.name, e.kind] as const));
   const expect = (name: string, kind: string, required: boolean): void => {
@@ -133,13 +152,30 @@ export function bindInstance(instance: WasmInstance, label = 'plugin'): GuestBin
   return binding;
 }
 
-/** Instantiates a validated module with no imports and binds it. */
-export function instantiatePlugin(module: WasmModule, label = 'plugin'): GuestBinding {
+/**
+ * Instantiates a validated module and binds it: with no imports, or with `wasi`'s functions.
+ * A WASI instance gets its memory bound to the host first, then its `_initialize` export (the
+ * reactor model: wasi-libc constructors, Rust's std setup) is called once, before any ABI
+ * export; a trap there refuses the instance.
+ */
+export function instantiatePlugin(module: WasmModule, label = 'plugin', wasi?: WasiHost): GuestBinding {
   let instance: WasmInstance;
   try {
-    instance = instantiate(module);
+    instance = wasi === undefined ? instantiate(module) : instantiateWith(module, wasi.imports);
   } catch (error) {
     throw new PluginAbiError(`${label}: instantiation failed: ${String(error)}`, { cause: error });
+  }
+  if (wasi !== undefined) {
+    const memory = instance.exports['memory'];
+    if (isMemory(memory)) wasi.bind(memory);
+    const initialize = instance.exports['_initialize'];
+    if (typeof initialize === 'function') {
+      try {
+        (initialize as () => unknown)();
+      } catch (error) {
+        throw new PluginAbiError(`${label}: "_initialize()" trapped: ${String(error)}`, { cause: error });
+      }
+    }
   }
   return bindInstance(instance, label);
 }

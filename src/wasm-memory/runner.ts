@@ -11,6 +11,7 @@
 import { isUtf8 } from 'node:buffer';
 import { STATUS_DROP, STATUS_EMIT, STATUS_EMIT_MANY, STATUS_ERROR, instantiatePlugin, validateModule, type GuestBinding } from './abi.js';
 import type { WasmModule } from './wasm-api.js';
+import { MAX_GUEST_OUTPUT_CHARS, wasiHost, type WasiHost, type WasiPreopen } from './wasi.js';
 import { PluginAbiError } from '../errors.js';
 
 const utf8 = new TextDecoder();
@@ -121,6 +122,14 @@ export interface RunnerOptions {
   heapMemorySize?: number;
   /** Use `process_batch` when the plugin exports it. Default true. */
   useBatchEntry?: boolean;
+  /**
+   * `wasi`: the module may import the WASI subset of wasi.ts, and each instance gets its own
+   * WASI host (stdout/stderr captured into `guestOutput`, files only under `preopens`). Default
+   * false: a module importing anything is refused.
+   */
+  wasi?: boolean;
+  /** `wasi_preopens`/`wasi_preopens_writable`: directories a WASI guest may open files under. */
+  preopens?: readonly WasiPreopen[];
 }
 
 /** How `processBatch` calls the guest: `auto` uses `process_batch` when exported. */
@@ -201,6 +210,12 @@ interface BatchRecord {
 
 export class PluginRunner implements BatchRunner {
   private guest: GuestBinding | undefined;
+  /** The WASI host of the current instance (its open files), when `wasi` is set. */
+  private wasi: WasiHost | undefined;
+  private readonly wasiEnabled: boolean;
+  private readonly preopens: readonly WasiPreopen[];
+  /** Guest stdout/stderr of instances discarded since the last batch outcome. */
+  private pendingOutput = '';
   private readonly dropOnError: boolean;
   private readonly label: string;
   private readonly initOptions: Uint8Array;
@@ -234,10 +249,13 @@ export class PluginRunner implements BatchRunner {
     this.maxOutputBytes = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
     this.heapMemorySize = options.heapMemorySize ?? Infinity;
     this.useBatchEntry = options.useBatchEntry ?? true;
-    validateModule(module, this.label);
+    this.wasiEnabled = options.wasi ?? false;
+    this.preopens = options.preopens ?? [];
+    validateModule(module, this.label, { wasi: this.wasiEnabled });
     try {
       this.guest = this.bind();
     } catch (error) {
+      this.closeWasi();
       if (error instanceof LineFailed) throw new PluginAbiError(error.message);
       throw error;
     }
@@ -286,19 +304,39 @@ export class PluginRunner implements BatchRunner {
     const outcome: BatchOutcome = { data: outData, offsets: outOffsets, failures: state.failures, dropped: state.dropped };
     if (state.firstError !== undefined) outcome.firstError = state.firstError;
     if (batched) outcome.batched = true;
+    const guestOutput = this.takeGuestOutput();
+    if (guestOutput !== undefined) outcome.guestOutput = guestOutput;
     return outcome;
   }
 
-  /** Frees the guest input buffer. The runner must not be used afterwards. */
+  /** Frees the guest input buffer and closes the guest's files. The runner must not be used afterwards. */
   close(): void {
     const guest = this.guest;
     this.guest = undefined;
+    this.closeWasi();
     if (guest === undefined || this.inputPtr === 0) return;
     try {
       guest.dealloc(this.inputPtr, this.inputCapacity);
     } catch {
       // The instance is being thrown away; a trap while freeing changes nothing.
     }
+  }
+
+  /** What the guest wrote to stdout/stderr since the last call (this and discarded instances). */
+  takeGuestOutput(): string | undefined {
+    const text = this.pendingOutput + (this.wasi?.takeOutput() ?? '');
+    this.pendingOutput = '';
+    if (text === '') return undefined;
+    return text.length > MAX_GUEST_OUTPUT_CHARS ? `${text.slice(0, MAX_GUEST_OUTPUT_CHARS)}...` : text;
+  }
+
+  /** Keeps what the current WASI instance wrote, then closes every file it left open. */
+  private closeWasi(): void {
+    const wasi = this.wasi;
+    this.wasi = undefined;
+    if (wasi === undefined) return;
+    if (this.pendingOutput.length < MAX_GUEST_OUTPUT_CHARS) this.pendingOutput += wasi.takeOutput() ?? '';
+    wasi.close();
   }
 
   /** One line through `process_log`, its failure recorded by policy. */
@@ -525,7 +563,18 @@ export class PluginRunner implements BatchRunner {
   }
 
   private bind(): GuestBinding {
-    const guest = instantiatePlugin(this.module, this.label);
+    // A fresh WASI host per instance: a replaced instance's files are closed with it, and the
+    // new one starts from the preopens alone. checkPreopens (in wasiHost) refuses a bad preopen.
+    this.closeWasi();
+    const wasi = this.wasiEnabled ? wasiHost(this.preopens, this.label) : undefined;
+    let guest: GuestBinding;
+    try {
+      guest = instantiatePlugin(this.module, this.label, wasi);
+    } catch (error) {
+      wasi?.close();
+      throw error;
+    }
+    this.wasi = wasi;
     this.viewBuffer = undefined;
     this.inputPtr = 0;
     this.inputCapacity = 0;
@@ -557,6 +606,8 @@ export class PluginRunner implements BatchRunner {
   }
 
   private discardInstance(): void {
+    // Files the guest left open would otherwise stay open for as long as the worker lives.
+    this.closeWasi();
     this.guest = undefined;
     this.viewBuffer = undefined;
     this.bytes = new Uint8Array(0);

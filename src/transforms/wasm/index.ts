@@ -79,7 +79,10 @@ export interface WasmTransformConfig {
   functionName: string;
   /** `tag`: the tag a `fluent-bit` guest sees; default the batch's source id. */
   tag?: string;
-  /** `wasi`: give a `fluent-bit` guest the WASI subset of wasi.ts (fd_write to stdout/stderr, environ, proc_exit, random). */
+  /**
+   * `wasi`: let the module import the WASI subset of wasi.ts (fd_write to stdout/stderr captured,
+   * an empty environment, proc_exit, random, files under `wasi_preopens` only), whichever `abi`.
+   */
   wasi: boolean;
   /** `hot_reload`: watch the module file and switch new batches to a changed module. */
   hotReload: boolean;
@@ -147,13 +150,13 @@ export const wasmTransform: TransformType<WasmTransformConfig> = {
       ...reader.stringArray('wasi_preopens_writable', []).map((path) => ({ path: resolve(path), writable: true })),
     ];
     if (wasiPreopens.length > 0) config.wasiPreopens = wasiPreopens;
-    if (wasiPreopens.length > 0 && !config.wasi && config.abi === 'fluent-bit') reader.problem('"wasi_preopens" needs wasi = true');
+    if (wasiPreopens.length > 0 && !config.wasi) reader.problem(`"${reader.has('wasi_preopens') ? 'wasi_preopens' : 'wasi_preopens_writable'}" needs wasi = true`);
     if (sha256 !== undefined) config.sha256 = sha256.toLowerCase();
     const tag = reader.string('tag');
     if (tag !== undefined) config.tag = tag;
     if (config.abi === 'fluent-bit' && config.functionName === '') reader.problem('missing required key "function" (abi = "fluent-bit")');
     if (config.abi === 'logwasm') {
-      for (const key of ['function', 'tag', 'wasi', 'wasi_preopens', 'wasi_preopens_writable']) if (reader.has(key)) reader.problem(`"${key}" only applies to abi = "fluent-bit"`);
+      for (const key of ['function', 'tag']) if (reader.has(key)) reader.problem(`"${key}" only applies to abi = "fluent-bit"`);
     }
     return config;
   },
@@ -192,6 +195,8 @@ export interface LoadOptions {
   initOptions?: string;
   /** Check it as a Fluent Bit filter_wasm guest instead of an ABI v1 plugin. */
   fluentBit?: { functionName: string; wasi: boolean; preopens?: readonly WasiPreopen[] };
+  /** `wasi = true` for an ABI v1 plugin: allow WASI imports, with files under these preopens only. */
+  wasi?: { preopens: readonly WasiPreopen[] };
 }
 
 /** A module ready for the pool. */
@@ -230,8 +235,9 @@ export async function loadPlugin(path: string, label: string, options: LoadOptio
   if (options.fluentBit !== undefined) {
     new FluentBitRunner(module, { label, ...options.fluentBit }).close();
   } else {
-    validateModule(module, label);
-    new PluginRunner(module, { label, initOptions: options.initOptions ?? '{}' }).close();
+    validateModule(module, label, { wasi: options.wasi !== undefined });
+    const wasi = options.wasi === undefined ? {} : { wasi: true, preopens: options.wasi.preopens };
+    new PluginRunner(module, { label, initOptions: options.initOptions ?? '{}', ...wasi }).close();
   }
   return { module, sha256, size: bytes.byteLength };
 }
@@ -277,6 +283,7 @@ class WasmTransform implements Transform {
       initOptions: this.initOptions,
       ...(this.config.sha256 === undefined ? {} : { sha256: this.config.sha256 }),
       ...(this.config.abi === 'fluent-bit' ? { fluentBit: { functionName: this.config.functionName, wasi: this.config.wasi, preopens: this.config.wasiPreopens ?? [] } } : {}),
+      ...(this.config.abi === 'logwasm' && this.config.wasi ? { wasi: { preopens: this.config.wasiPreopens ?? [] } } : {}),
     });
     try {
       await access(filename);

@@ -21,7 +21,7 @@ export interface WorkerInit {
   abi: PluginAbi;
   /** `function`: the filter export of a Fluent Bit guest. */
   functionName: string;
-  /** `wasi`: provide the WASI subset (Fluent Bit guests only). */
+  /** `wasi`: provide the WASI subset of wasi.ts (either ABI). */
   wasi: boolean;
   /** `wasi_preopens`/`wasi_preopens_writable`: directories the guest may open files under. */
   wasiPreopens: WasiPreopen[];

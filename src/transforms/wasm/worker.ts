@@ -12,7 +12,7 @@ const common = { dropOnError: init.dropOnError, label: init.label, maxOutputByte
 const runner: BatchRunner =
   init.abi === 'fluent-bit'
     ? new FluentBitRunner(init.module, { ...common, functionName: init.functionName, wasi: init.wasi, preopens: init.wasiPreopens })
-    : new PluginRunner(init.module, { ...common, initOptions: init.initOptions });
+    : new PluginRunner(init.module, { ...common, initOptions: init.initOptions, wasi: init.wasi, preopens: init.wasiPreopens });
 
 export default function processBatch(task: WorkerTask): unknown {
   const outcome: WorkerResult = runner.processBatch(task.data, task.offsets, task.perLine === true ? 'per_line' : 'auto', task.context);

@@ -1,0 +1,131 @@
+/**
+ * `wasi = true` for an ABI v1 plugin: plugins/wasi-tagger (Rust, logwasm_sdk, built for
+ * wasm32-wasi with Debian's toolchain) reads its word list with std::fs in `init`, through the
+ * real transform in real workers. It works with the list's directory preopened; it is refused at
+ * start without `wasi = true`; reading the list from outside the preopens fails at start.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import type { ComponentContext } from '../src/components.js';
+import { ConfigReader } from '../src/config/reader.js';
+import type { ConfigProblem } from '../src/errors.js';
+import type { LineBatch } from '../src/event.js';
+import { Telemetry } from '../src/telemetry.js';
+import { WASM_GUEST_OUTPUT_TOTAL } from '../src/transforms/wasm/events.js';
+import { wasmTransform } from '../src/transforms/wasm/index.js';
+import { ABI_VERSION, REQUIRED_FUNCTIONS } from '../src/wasm-memory/abi.js';
+import { compileModuleSync, moduleExports, moduleImports } from '../src/wasm-memory/wasm-api.js';
+import { WASI_FUNCTIONS, WASI_MODULE } from '../src/wasm-memory/wasi.js';
+import { fromBatchLayout, toBatchLayout } from './support/wasm-fixtures.js';
+import { pluginWasm } from './support/wasm-plugin-fixtures.js';
+
+const TAGGER = pluginWasm('wasi-tagger');
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+interface Tagged {
+  message: string;
+  tags: string[];
+}
+
+function setup(table: Record<string, unknown>): { telemetry: Telemetry; start: () => Promise<void>; run: (lines: string[]) => Promise<Tagged[]> } {
+  const problems: ConfigProblem[] = [];
+  const reader = new ConfigReader('transforms.tag', { module: TAGGER, pool_size: 2, ...table }, problems);
+  const config = wasmTransform.parse(reader);
+  reader.finish();
+  expect(problems.map((p) => p.message)).toEqual([]);
+  const telemetry = new Telemetry(() => undefined, 'debug');
+  const context: ComponentContext = { id: 'tag', dataDir: '/nonexistent', mode: 'replay', telemetry };
+  const transform = wasmTransform.build(config, context);
+  onTestFinished(() => transform.stop());
+  return {
+    telemetry,
+    start: () => transform.start(),
+    async run(lines) {
+      const { data, offsets } = toBatchLayout(lines.map((l) => encoder.encode(l)));
+      const batch: LineBatch = { data, offsets, meta: { sourceId: 'app', sourceType: 'file', file: '/f', host: 'h', timestampMs: 0, format: 'text' } };
+      const result = await transform.process(batch);
+      return (result.out ? fromBatchLayout(result.out.data, result.out.offsets) : []).map((l) => JSON.parse(decoder.decode(l)) as Tagged);
+    },
+  };
+}
+
+/** root/{outside.txt, lists/{words.txt, escape -> ../outside.txt}} */
+async function tree(): Promise<{ root: string; lists: string }> {
+  const root = await mkdtemp(join(tmpdir(), 'logwasm-wasi-tagger-'));
+  onTestFinished(() => rm(root, { recursive: true, force: true }));
+  const lists = join(root, 'lists');
+  await mkdir(lists);
+  await writeFile(join(lists, 'words.txt'), '# words to tag\nerror\n\ntimeout\ndisk\n');
+  await writeFile(join(root, 'outside.txt'), 'secret\n');
+  await symlink('../outside.txt', join(lists, 'escape'));
+  return { root, lists };
+}
+
+describe('the committed wasi-tagger.wasm', () => {
+  it('exports ABI v1 and imports only WASI functions this host provides, file calls included', () => {
+    const module = compileModuleSync(new Uint8Array(readFileSync(TAGGER)));
+    const imports = moduleImports(module);
+    expect(imports.map((i) => i.name)).toEqual(expect.arrayContaining(['path_open', 'fd_read', 'fd_prestat_get', 'fd_prestat_dir_name']));
+    for (const imported of imports) {
+      expect(imported.module).toBe(WASI_MODULE);
+      expect(WASI_FUNCTIONS).toContain(imported.name);
+    }
+    const exported = moduleExports(module).map((e) => e.name);
+    expect(exported).toEqual(expect.arrayContaining([...Object.keys(REQUIRED_FUNCTIONS), 'init', 'process_batch', 'logwasm_abi_version']));
+    expect(ABI_VERSION).toBe(1);
+  });
+});
+
+describe('wasi = true with abi = "logwasm", in real workers', () => {
+  it('reads the word list from a read-only preopen in init and tags every line', async () => {
+    const { lists } = await tree();
+    const tagger = setup({ wasi: true, wasi_preopens: [lists], options: { words_file: join(lists, 'words.txt') } });
+    await tagger.start();
+    const out = await tagger.run(['disk full: error', 'all good', 'timeout after error on disk', 'é timeout 日本']);
+    expect(out).toEqual([
+      { message: 'disk full: error', tags: ['error', 'disk'] },
+      { message: 'all good', tags: [] },
+      { message: 'timeout after error on disk', tags: ['error', 'timeout', 'disk'] },
+      { message: 'é timeout 日本', tags: ['timeout'] },
+    ]);
+    expect(tagger.telemetry.counter('wasm_line_failures_total_trap', 'tag') ?? 0).toBe(0);
+    // init's eprintln went through WASI fd_write to the host, which counts and logs it.
+    expect(tagger.telemetry.counter(WASM_GUEST_OUTPUT_TOTAL, 'tag')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('is refused at start without wasi = true, naming the WASI imports', async () => {
+    const { lists } = await tree();
+    const tagger = setup({ options: { words_file: join(lists, 'words.txt') } });
+    await expect(tagger.start()).rejects.toMatchObject({
+      code: 'LOGWASM_PLUGIN_ABI',
+      message: expect.stringMatching(/"wasi_snapshot_preview1"\."path_open", but the transform does not enable WASI \(set wasi = true\)/),
+    });
+  });
+
+  it('fails at start when the list is outside the preopens: an absolute path, .. or a symlink out', async () => {
+    const { root, lists } = await tree();
+    const cases: [string, string][] = [
+      [join(root, 'outside.txt'), 'pre-opened'],
+      [`${lists}/../outside.txt`, 'Capabilities insufficient'],
+      [join(lists, 'escape'), 'Capabilities insufficient'],
+    ];
+    for (const [path, why] of cases) {
+      const tagger = setup({ wasi: true, wasi_preopens: [lists], options: { words_file: path } });
+      await expect(tagger.start(), path).rejects.toMatchObject({
+        code: 'LOGWASM_PLUGIN_ABI',
+        message: expect.stringContaining(`init refused the transform's options: cannot read words_file "${path}"`),
+      });
+      await expect(tagger.start(), path).rejects.toMatchObject({ message: expect.stringContaining(why) });
+    }
+  });
+
+  it('gives a wasi = true plugin with no preopens no file at all', async () => {
+    const { lists } = await tree();
+    const tagger = setup({ wasi: true, options: { words_file: join(lists, 'words.txt') } });
+    await expect(tagger.start()).rejects.toMatchObject({ code: 'LOGWASM_PLUGIN_ABI', message: expect.stringContaining('pre-opened') });
+  });
+});
