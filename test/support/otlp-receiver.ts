@@ -19,6 +19,12 @@
  * Fault injection: `failNext(n, status)` answers the next n requests with `status` (503, 429, 400,
  * ...) without storing their records; they are still listed in `requests` with that status.
  * Anything else than `POST /v1/logs` gets a 404, and an undecodable body a 400 (both recorded).
+ * `failNext(n, status, { headers })` adds response headers (e.g. `Retry-After`) to those answers;
+ * `failFor(ms, status)` answers every request with `status` until `ms` from now; `dropNext(n)`
+ * destroys the connection of the next n requests once their body arrived, without answering;
+ * `delayEach(ms)` answers every later request only after `ms`; `partialSuccessNext(n, rejected,
+ * message)` stores the records but answers 200 with an OTLP partial success.
+ * Every request's arrival time is in `requests[i].at` (Date.now()).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -64,6 +70,13 @@ export interface ReceivedRequest {
   recordCount: number;
   /** For a 400 caused by an undecodable body: why. */
   error?: string;
+  /** Date.now() when its body had arrived. */
+  at: number;
+}
+
+export interface FailOptions {
+  /** Extra response headers, e.g. `{ 'retry-after': '2' }`. */
+  headers?: Record<string, string>;
 }
 
 export interface OtlpReceiver {
@@ -76,7 +89,19 @@ export interface OtlpReceiver {
   /** Every request received, in arrival order (live array). */
   requests: ReceivedRequest[];
   /** Answer the next `count` requests with `status` and store nothing from them. */
-  failNext(count: number, status: number): void;
+  failNext(count: number, status: number, options?: FailOptions): void;
+  /** Answer every request with `status` (storing nothing) until `ms` from now. */
+  failFor(ms: number, status: number, options?: FailOptions): void;
+  /** Destroy the connection of the next `count` requests without answering (nothing stored). */
+  dropNext(count: number): void;
+  /** Answer every later request after `ms` (0 turns it off). */
+  delayEach(ms: number): void;
+  /** Store the next `count` requests' records but answer with an OTLP partial success. */
+  partialSuccessNext(count: number, rejected: number, message: string): void;
+  /** Requests being handled right now (received, not yet answered). */
+  readonly active: number;
+  /** Most requests ever handled at the same time. */
+  readonly maxActive: number;
   /** One line summary for poll failure messages. */
   describe(): string;
   close(): Promise<void>;
@@ -89,12 +114,32 @@ const ExportLogsServiceResponse = root.lookupType('opentelemetry.proto.ExportLog
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const records: ReceivedLogRecord[] = [];
   const requests: ReceivedRequest[] = [];
-  const failures: number[] = [];
+  const failures: { status: number; headers: Record<string, string> }[] = [];
+  let failUntil = 0;
+  let failForStatus = 503;
+  let failForHeaders: Record<string, string> = {};
+  let drops = 0;
+  let delayMs = 0;
+  const partials: { rejected: number; message: string }[] = [];
+  let active = 0;
+  let maxActive = 0;
 
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => handle(req, res, Buffer.concat(chunks)));
+    req.on('end', () => {
+      active++;
+      maxActive = Math.max(maxActive, active);
+      let done = false;
+      const finish = (): void => {
+        if (!done) active--;
+        done = true;
+      };
+      res.on('close', finish);
+      const raw = Buffer.concat(chunks);
+      if (delayMs > 0) setTimeout(() => handle(req, res, raw), delayMs);
+      else handle(req, res, raw);
+    });
   });
 
   function handle(req: IncomingMessage, res: ServerResponse, raw: Buffer): void {
@@ -108,20 +153,31 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       headers: req.headers,
       status: 200,
       recordCount: 0,
+      at: Date.now(),
     };
     const index = requests.push(entry) - 1;
-    const reply = (status: number, body: Uint8Array | string, type = 'text/plain'): void => {
+    const reply = (status: number, body: Uint8Array | string, type = 'text/plain', headers: Record<string, string> = {}): void => {
       entry.status = status;
-      res.writeHead(status, { 'content-type': type });
+      res.writeHead(status, { ...headers, 'content-type': type });
       res.end(body);
     };
     if (req.method !== 'POST' || (req.url ?? '').split('?')[0] !== '/v1/logs') {
       reply(404, 'not found');
       return;
     }
+    if (drops > 0) {
+      drops--;
+      entry.status = 0;
+      req.socket.destroy();
+      return;
+    }
+    if (Date.now() < failUntil) {
+      reply(failForStatus, `injected failure ${failForStatus}`, 'text/plain', failForHeaders);
+      return;
+    }
     const injected = failures.shift();
     if (injected !== undefined) {
-      reply(injected, `injected failure ${injected}`);
+      reply(injected.status, `injected failure ${injected.status}`, 'text/plain', injected.headers);
       return;
     }
     let decoded: ReceivedLogRecord[];
@@ -143,10 +199,15 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     }
     records.push(...decoded);
     entry.recordCount = decoded.length;
+    const partial = partials.shift();
+    const response =
+      partial === undefined
+        ? {}
+        : { partialSuccess: { rejectedLogRecords: partial.rejected, errorMessage: partial.message } };
     if (contentType === 'application/x-protobuf') {
-      reply(200, ExportLogsServiceResponse.encode({}).finish(), 'application/x-protobuf');
+      reply(200, ExportLogsServiceResponse.encode(ExportLogsServiceResponse.fromObject(response)).finish(), 'application/x-protobuf');
     } else {
-      reply(200, '{}', 'application/json');
+      reply(200, JSON.stringify(response), 'application/json');
     }
   }
 
@@ -162,8 +223,28 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     baseUrl,
     records,
     requests,
-    failNext(count, status) {
-      for (let i = 0; i < count; i++) failures.push(status);
+    failNext(count, status, options = {}) {
+      for (let i = 0; i < count; i++) failures.push({ status, headers: options.headers ?? {} });
+    },
+    failFor(ms, status, options = {}) {
+      failUntil = Date.now() + ms;
+      failForStatus = status;
+      failForHeaders = options.headers ?? {};
+    },
+    dropNext(count) {
+      drops += count;
+    },
+    delayEach(ms) {
+      delayMs = ms;
+    },
+    partialSuccessNext(count, rejected, message) {
+      for (let i = 0; i < count; i++) partials.push({ rejected, message });
+    },
+    get active() {
+      return active;
+    },
+    get maxActive() {
+      return maxActive;
     },
     describe() {
       const statuses = requests.map((r) => r.status).join(',');

@@ -8,7 +8,8 @@
  * encoded batch) that `SegmentOps` can count and cut, and `send` is any function that tries one
  * request made of segments and says how it went. Nothing is done per record.
  * `write()` waits before queueing when `maxPending` records are already queued: that is the
- * backpressure a source feels, and nothing is ever dropped because a queue is full.
+ * backpressure a source feels, and nothing is dropped because a queue is full unless the
+ * `whenFull = "drop_newest"` option says so (counted).
  */
 
 export type SendOutcome =
@@ -51,6 +52,12 @@ export interface DeliveryOptions {
   /** Records queued (buffered, waiting or in flight) beyond which `write()` waits. */
   maxPending: number;
   retry: RetryPolicy;
+  /**
+   * What `write()` does when `maxPending` records are already queued: `block` (the default) waits
+   * for room, so backpressure reaches the source; `drop_newest` drops the write's records at once
+   * (reported through `DeliveryEvents.dropped`) and resolves.
+   */
+  whenFull?: 'block' | 'drop_newest';
   /** For tests; Math.random by default. */
   random?: () => number;
 }
@@ -64,6 +71,8 @@ export interface DeliveryEvents {
   rejected(count: number, reason: string): void;
   /** Still queued when the stop deadline passed, or written after stop. */
   undelivered(count: number, reason: string): void;
+  /** Dropped on arrival because the queue was full and `whenFull` is `drop_newest`. */
+  dropped?(count: number): void;
 }
 
 interface Ticket {
@@ -121,6 +130,8 @@ export class Delivery<S> {
   private stopping = false;
   private stopped = false;
   private readonly random: () => number;
+  /** Epoch ms before which no retry starts (the collector's Retry-After). */
+  private notBefore = 0;
 
   constructor(
     private readonly send: Send<S>,
@@ -151,6 +162,10 @@ export class Delivery<S> {
     if (count === 0) return;
     if (this.stopped) {
       this.events.undelivered(count, 'written after the sink stopped');
+      return;
+    }
+    if (this.options.whenFull === 'drop_newest' && !(this.waiters.length === 0 && this.hasSpaceFor(count))) {
+      this.events.dropped?.(count);
       return;
     }
     // The records' place in the queue is reserved here (counted in `pending`) before they are made.
@@ -341,7 +356,7 @@ export class Delivery<S> {
       this.finish(request);
       return;
     }
-    const delayMs = this.backoff(request.attempts);
+    const delayMs = Math.max(this.backoff(request.attempts), this.notBefore - Date.now());
     this.events.attemptFailed(count, outcome.reason, request.attempts, delayMs);
     // The request keeps its in-flight slot while it waits: during an outage the number of
     // outstanding requests stays bounded and write() callers feel the backpressure.
@@ -349,6 +364,15 @@ export class Delivery<S> {
       request.timer = undefined;
       if (!request.abandoned) this.attempt(request);
     }, delayMs);
+  }
+
+  /**
+   * The collector asked for no request before `epochMs` (a Retry-After header): every retry
+   * scheduled from now on waits at least until then, even beyond `maxBackoffMs`. A later hint
+   * never shortens an earlier one.
+   */
+  holdUntil(epochMs: number): void {
+    if (epochMs > this.notBefore) this.notBefore = epochMs;
   }
 
   /** Exponential: initial * 2^(attempt-1), with ±50 % jitter, capped. */

@@ -30,6 +30,14 @@ import {
 } from './events.js';
 import { EncodePool } from './pool.js';
 import {
+  otlpBufferDropped,
+  otlpPartialSuccess,
+  otlpRetryAfter,
+  parseBufferConfig,
+  type BufferConfig,
+} from './buffer.js';
+import { observeRetryAfter, partialSuccessOf, type AgentFactory } from './buffer-feedback.js';
+import {
   DEFAULT_HEALTHCHECK_ENABLED,
   DEFAULT_OTLP_PROTOCOL,
   OTLP_PROTOCOLS,
@@ -90,6 +98,8 @@ export interface OpentelemetrySinkConfig {
   retryAttempts: number;
   retryInitialBackoffSecs: number;
   retryMaxDurationSecs: number;
+  /** `buffer`: where records wait for a request (see buffer.ts). */
+  buffer: BufferConfig;
 }
 
 export const opentelemetrySink: SinkType<OpentelemetrySinkConfig> = {
@@ -175,6 +185,8 @@ export function parseOpentelemetryConfig(reader: ConfigReader, env: NodeJS.Proce
   request.accept('rate_limit_duration_secs', 'rate_limit_num', 'retry_jitter_mode', 'adaptive_concurrency');
   request.finish();
 
+  const buffer = parseBufferConfig(reader);
+
   const healthcheckRaw = reader.raw('healthcheck');
   let healthcheck = DEFAULT_HEALTHCHECK_ENABLED;
   if (typeof healthcheckRaw === 'boolean') healthcheck = reader.boolean('healthcheck', DEFAULT_HEALTHCHECK_ENABLED);
@@ -208,6 +220,7 @@ export function parseOpentelemetryConfig(reader: ConfigReader, env: NodeJS.Proce
     retryAttempts,
     retryInitialBackoffSecs,
     retryMaxDurationSecs,
+    buffer,
   };
 }
 
@@ -316,20 +329,28 @@ interface EncodedRequest {
  * with a serializer that joins our pre-encoded slices instead of serializing records: the
  * transport, its headers, compression, timeout and quick retries are the exporter's own.
  */
-function createEncodedExporter(config: OpentelemetrySinkConfig): Exporter<EncodedRequest> {
+function createEncodedExporter(config: OpentelemetrySinkConfig, feedback?: ResponseFeedback): Exporter<EncodedRequest> {
   if (config.protocol === 'grpc') return createGrpcEncodedExporter(config);
   const json = config.codec === 'json';
   const options = convertLegacyHttpOptions(exporterOptions(config), 'LOGS', 'v1/logs', {
     'Content-Type': json ? 'application/json' : 'application/x-protobuf',
   });
+  if (feedback !== undefined) {
+    options.agentFactory = observeRetryAfter(options.agentFactory as AgentFactory, feedback.retryAfter);
+  }
+  const observed = <R>(response: R): R => {
+    const partial = partialSuccessOf(response);
+    if (partial !== undefined) feedback?.partialSuccess(partial.rejected, partial.message);
+    return response;
+  };
   const serializer = json
     ? {
         serializeRequest: (request: EncodedRequest): Uint8Array => jsonRequestBody(request.slices),
-        deserializeResponse: (data: Uint8Array) => JsonLogsSerializer.deserializeResponse(data),
+        deserializeResponse: (data: Uint8Array) => observed(JsonLogsSerializer.deserializeResponse(data)),
       }
     : {
         serializeRequest: (request: EncodedRequest): Uint8Array => requestBody(request.slices),
-        deserializeResponse: (data: Uint8Array) => ProtobufLogsSerializer.deserializeResponse(data),
+        deserializeResponse: (data: Uint8Array) => observed(ProtobufLogsSerializer.deserializeResponse(data)),
       };
   return createOtlpHttpExportDelegate(
     options,
@@ -354,6 +375,12 @@ function createGrpcEncodedExporter(config: OpentelemetrySinkConfig): Exporter<En
     (request) => requestBody(request.slices),
     (request) => request.count,
   );
+}
+
+/** What the collector's responses tell us beyond success or failure (buffer-feedback.ts). */
+interface ResponseFeedback {
+  retryAfter(status: number, delayMs: number): void;
+  partialSuccess(rejected: number, message: string): void;
 }
 
 /** One attempt through the exporter per call, its result classified. */
@@ -400,7 +427,13 @@ export class OpentelemetrySink implements Sink {
     this.id = id;
     this.telemetry = telemetry;
     if (config.endpoint === '') return;
-    this.exporter = createEncodedExporter(config);
+    this.exporter = createEncodedExporter(config, {
+      retryAfter: (status, delayMs) => {
+        this.delivery?.holdUntil(Date.now() + delayMs);
+        otlpRetryAfter(telemetry, id, status, delayMs);
+      },
+      partialSuccess: (rejected, message) => otlpPartialSuccess(telemetry, id, rejected, message),
+    });
     this.pool = new EncodePool({
       serviceName: config.serviceName,
       codec: config.codec,
@@ -416,8 +449,9 @@ export class OpentelemetrySink implements Sink {
         maxEvents: config.batchMaxEvents,
         batchTimeoutMs: config.batchTimeoutSecs * 1000,
         maxInFlight: config.concurrency,
-        // Enough to fill every in-flight slot and one more request: deeper queues add no throughput.
-        maxPending: config.batchMaxEvents * (config.concurrency + 1),
+        // `buffer.max_events` waiting, on top of what fills every in-flight request slot.
+        maxPending: config.buffer.maxEvents + config.batchMaxEvents * config.concurrency,
+        whenFull: config.buffer.whenFull,
         retry: {
           maxRetries: config.retryAttempts,
           initialBackoffMs: config.retryInitialBackoffSecs * 1000,
@@ -429,6 +463,7 @@ export class OpentelemetrySink implements Sink {
         attemptFailed: (count, reason, attempt, delayMs) => otlpSendFailed(telemetry, id, count, reason, attempt, delayMs),
         rejected: (count, reason) => otlpRecordsRejected(telemetry, id, count, reason),
         undelivered: (count, reason) => otlpRecordsUndelivered(telemetry, id, count, reason),
+        dropped: (count) => otlpBufferDropped(telemetry, id, count),
       },
       SLICE_SEGMENTS,
     );
