@@ -2,7 +2,8 @@
  * `logwasm plugin inspect FILE`: what a plugin module is, before anyone runs it. Prints one JSON
  * document: size, sha256 (the value for the transform's `sha256` pin), exports with arities,
  * imports, the ABI version the module claims, whether the host accepts or refuses it (and why) as
- * `abi = "logwasm"` and as `abi = "fluent-bit"`, the `producers` custom section (compiler and
+ * `abi = "logwasm"` (and, for a module that imports WASI, with `wasi = true`) and as
+ * `abi = "fluent-bit"`, the `producers` custom section (compiler and
  * language versions that rustc and others record), and a CycloneDX component fragment for the
  * module that an SBOM can include as is.
  */
@@ -10,13 +11,14 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { LogwasmError } from './errors.js';
-import { bindInstance, validateModule } from './wasm-memory/abi.js';
+import { bindInstance, instantiatePlugin, isProvidedWasiImport, validateModule } from './wasm-memory/abi.js';
 import { validateFluentBitModule } from './wasm-memory/fluent-bit.js';
-import { WASI_FUNCTIONS, WASI_MODULE, wasiHost } from './wasm-memory/wasi.js';
+import { wasiHost } from './wasm-memory/wasi.js';
 import {
   compileModule,
   instantiate,
   instantiateWith,
+  isMemory,
   moduleCustomSections,
   moduleExports,
   moduleImports,
@@ -40,8 +42,13 @@ export interface PluginReport {
   abiVersion: number | null;
   /** Empty when the module fits logwasm's ABI v1 (docs/plugin-abi.md). */
   abiProblems: string[];
-  /** What the transform does with the module as `abi = "logwasm"`: runs it, or refuses it and why. */
-  logwasm: AbiVerdict;
+  /**
+   * What the transform does with the module as `abi = "logwasm"` (and `wasi = false`, the
+   * default): runs it, or refuses it and why. `withWasi`, only for a module that imports WASI
+   * functions and nothing else: the verdict with `wasi = true`; when that accepts it, the module
+   * is accepted only with `wasi = true`.
+   */
+  logwasm: AbiVerdict & { withWasi?: AbiVerdict };
   /**
    * As `abi = "fluent-bit"` with `function` = the first of `fluentBitFunctions`: runs it (with
    * `wasi = true` when `needsWasi`), or refuses it and why.
@@ -90,19 +97,31 @@ export async function inspectPlugin(path: string): Promise<PluginReport> {
   } catch (error) {
     abiProblems.push(stripLabel(error));
   }
-  const wasiOnly = imports.length > 0 && imports.every((i) => i.module === WASI_MODULE && i.kind === 'function' && WASI_FUNCTIONS.includes(i.name));
+  const wasiOnly = imports.length > 0 && imports.every(isProvidedWasiImport);
   if (imports.length === 0 || wasiOnly) {
+    // A WASI guest is instantiated with the host's WASI subset, no preopens, its memory bound and
+    // `_initialize` run first: a Rust wasm32-wasi cdylib runs its libc constructors (which ask
+    // for preopens) at the start of every export, and exits with 71 when the host cannot answer.
+    const host = wasiHost();
     try {
-      // A WASI guest is instantiated with the host's WASI subset (which does nothing until called).
-      const instance = imports.length === 0 ? instantiate(module) : instantiateWith(module, wasiHost().imports);
+      const instance = imports.length === 0 ? instantiate(module) : instantiateWith(module, host.imports);
+      if (imports.length > 0) {
+        const memory = instance.exports['memory'];
+        if (isMemory(memory)) host.bind(memory);
+        const initialize = instance.exports['_initialize'];
+        if (typeof initialize === 'function') (initialize as () => unknown)();
+      }
       arities = instance.exports;
       const version = instance.exports['logwasm_abi_version'];
       if (typeof version === 'function') abiVersion = Number((version as () => unknown)());
       if (abiProblems.length === 0 && imports.length === 0) bindInstance(instance, 'module');
     } catch (error) {
       abiProblems.push(stripLabel(error));
+    } finally {
+      host.close();
     }
   }
+  const withWasi = wasiOnly ? logwasmWithWasi(module) : undefined;
   const exports = moduleExports(module).map((e) => {
     const fn = arities[e.name];
     return typeof fn === 'function' ? { ...e, params: fn.length } : e;
@@ -115,6 +134,7 @@ export async function inspectPlugin(path: string): Promise<PluginReport> {
     { name: 'logwasm:size', value: String(bytes.byteLength) },
     { name: 'logwasm:abi_version', value: abiVersion === null ? 'none' : String(abiVersion) },
     { name: 'logwasm:abi_logwasm', value: abiProblems.length === 0 ? 'accepted' : 'refused' },
+    ...(withWasi === undefined ? [] : [{ name: 'logwasm:abi_logwasm_wasi', value: withWasi.accepted ? 'accepted' : 'refused' }]),
     { name: 'logwasm:abi_fluent_bit', value: fluentBit.accepted ? 'accepted' : 'refused' },
     { name: 'logwasm:imports', value: imports.map((i) => `${i.module}.${i.name}`).join(',') },
   ];
@@ -125,7 +145,7 @@ export async function inspectPlugin(path: string): Promise<PluginReport> {
     sha256,
     abiVersion,
     abiProblems,
-    logwasm: { accepted: abiProblems.length === 0, refusedBecause: abiProblems },
+    logwasm: { accepted: abiProblems.length === 0, refusedBecause: abiProblems, ...(withWasi === undefined ? {} : { withWasi }) },
     fluentBit,
     fluentBitFunctions,
     exports,
@@ -151,7 +171,9 @@ export async function pluginCommand(args: readonly string[], out: (text: string)
     const report = await inspectPlugin(args[1]!);
     out(`${JSON.stringify(report, null, 2)}\n`);
     // The JSON says it too; a person at a terminal should not have to read that far.
-    if (!report.logwasm.accepted && !report.fluentBit.accepted) {
+    if (!report.logwasm.accepted && report.logwasm.withWasi?.accepted === true) {
+      err(`logwasm plugin inspect: ${args[1]!}: refused unless wasi = true: abi = "logwasm" accepts it only with wasi = true; as it is: ${report.logwasm.refusedBecause.join('; ')}\n`);
+    } else if (!report.logwasm.accepted && !report.fluentBit.accepted) {
       err(`logwasm plugin inspect: ${args[1]!}: refused: abi = "logwasm": ${report.logwasm.refusedBecause.join('; ')}; abi = "fluent-bit": ${report.fluentBit.refusedBecause.join('; ')}\n`);
     }
     return 0;
@@ -159,6 +181,25 @@ export async function pluginCommand(args: readonly string[], out: (text: string)
     err(`logwasm plugin inspect: ${args[1]!}: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
   }
+}
+
+/**
+ * The `abi = "logwasm"` checks the transform runs at start with `wasi = true` and no preopens:
+ * the imports, then an instance with its own WASI host (`_initialize` run, arities, result area).
+ * `init` is not called: it needs the transform's options and may need its preopens.
+ */
+function logwasmWithWasi(module: WasmModule): AbiVerdict {
+  const refusedBecause: string[] = [];
+  const host = wasiHost();
+  try {
+    validateModule(module, 'module', { wasi: true });
+    instantiatePlugin(module, 'module', host);
+  } catch (error) {
+    refusedBecause.push(stripLabel(error));
+  } finally {
+    host.close();
+  }
+  return { accepted: refusedBecause.length === 0, refusedBecause };
 }
 
 /** The `abi = "fluent-bit"` check the transform runs at start, with WASI enabled when imported. */

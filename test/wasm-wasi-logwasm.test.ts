@@ -13,6 +13,7 @@ import type { ComponentContext } from '../src/components.js';
 import { ConfigReader } from '../src/config/reader.js';
 import type { ConfigProblem } from '../src/errors.js';
 import type { LineBatch } from '../src/event.js';
+import { inspectPlugin, pluginCommand } from '../src/plugin-inspect.js';
 import { Telemetry } from '../src/telemetry.js';
 import { WASM_GUEST_OUTPUT_TOTAL } from '../src/transforms/wasm/events.js';
 import { wasmTransform } from '../src/transforms/wasm/index.js';
@@ -77,6 +78,33 @@ describe('the committed wasi-tagger.wasm', () => {
     const exported = moduleExports(module).map((e) => e.name);
     expect(exported).toEqual(expect.arrayContaining([...Object.keys(REQUIRED_FUNCTIONS), 'init', 'process_batch', 'logwasm_abi_version']));
     expect(ABI_VERSION).toBe(1);
+  });
+});
+
+describe('logwasm plugin inspect on wasi-tagger.wasm', () => {
+  it('says abi = "logwasm" accepts it only with wasi = true', async () => {
+    const report = await inspectPlugin(TAGGER);
+    expect(report.logwasm.accepted).toBe(false);
+    expect(report.logwasm.refusedBecause.join(' ')).toContain('"wasi_snapshot_preview1"."path_open", but the transform does not enable WASI (set wasi = true)');
+    expect(report.logwasm.withWasi).toEqual({ accepted: true, refusedBecause: [] });
+    expect(report.abiVersion).toBe(1);
+    expect(report.cyclonedx.components[0]!.properties).toEqual(
+      expect.arrayContaining([
+        { name: 'logwasm:abi_logwasm', value: 'refused' },
+        { name: 'logwasm:abi_logwasm_wasi', value: 'accepted' },
+      ]),
+    );
+    const out: string[] = [];
+    const err: string[] = [];
+    expect(await pluginCommand(['inspect', TAGGER], (t) => out.push(t), (t) => err.push(t))).toBe(0);
+    expect(err.join('')).toContain('abi = "logwasm" accepts it only with wasi = true');
+    expect((JSON.parse(out.join('')) as { logwasm: unknown }).logwasm).toEqual(report.logwasm);
+  });
+
+  it('gives no wasi = true verdict for a module that imports nothing', async () => {
+    const report = await inspectPlugin(pluginWasm('json_parser'));
+    expect(report.logwasm).toEqual({ accepted: true, refusedBecause: [] });
+    expect(report.logwasm.withWasi).toBeUndefined();
   });
 });
 
