@@ -22,6 +22,7 @@ Options:
       --graceful-shutdown-limit-secs N    how long to drain at shutdown before giving up (default 60)
       --progress-interval-secs N          replay off a TTY: seconds between progress lines (default 5)
       --checkpoints                       replay: write checkpoints (by default a replay writes none)
+      --require-healthy                   exit 1 at start when a sink's healthcheck fails (else it warns)
   -v, --verbose                           debug logs (LOG_LEVEL=error|warn|info|debug also works)
   -q, --quiet                             only errors
   -h, --help                              this text
@@ -54,6 +55,7 @@ async function main(argv: string[]): Promise<number> {
         'graceful-shutdown-limit-secs': { type: 'string' },
         'progress-interval-secs': { type: 'string' },
         checkpoints: { type: 'boolean' },
+        'require-healthy': { type: 'boolean' },
         verbose: { type: 'boolean', short: 'v' },
         quiet: { type: 'boolean', short: 'q' },
         help: { type: 'boolean', short: 'h' },
@@ -115,8 +117,8 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   try {
-    if (command === 'replay') return await runReplay(config, telemetry, { graceMs: graceSecs * 1000, progressIntervalSecs: progressSecs, writeCheckpoints: values.checkpoints === true });
-    return await runTail(config, telemetry, { graceMs: graceSecs * 1000, reload: () => loadConfig(paths, defaultRegistry()) });
+    if (command === 'replay') return await runReplay(config, telemetry, { graceMs: graceSecs * 1000, progressIntervalSecs: progressSecs, writeCheckpoints: values.checkpoints === true, requireHealthy: values['require-healthy'] === true });
+    return await runTail(config, telemetry, { graceMs: graceSecs * 1000, reload: () => loadConfig(paths, defaultRegistry()), requireHealthy: values['require-healthy'] === true });
   } catch (error) {
     // A component that cannot be built from a valid-looking config (a missing or malformed
     // plugin module, say) is a configuration error, as in Vector.

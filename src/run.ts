@@ -3,6 +3,7 @@ import path from 'node:path';
 import { ApiServer } from './api/server.js';
 import type { LoadedConfig } from './config/load.js';
 import { ConfigError, EXIT_FAILURE, EXIT_OK, LogwasmError, formatProblem } from './errors.js';
+import { checkOpentelemetryHealth, type OpentelemetrySinkConfig } from './sinks/opentelemetry/index.js';
 import { Discovery } from './sources/file/discovery.js';
 import type { FileSourceConfig } from './sources/file/index.js';
 import { COMPONENT_ERRORS, EVENTS_DISCARDED, EVENTS_SENT, EVENT_BYTES_SENT, type Telemetry } from './telemetry.js';
@@ -21,6 +22,25 @@ export interface TailOptions {
   graceMs: number;
   /** Re-reads and checks the config files on SIGHUP; throws ConfigError when they are invalid. */
   reload?: () => LoadedConfig;
+  /** `--require-healthy`: exit 1 before starting when a sink's healthcheck fails. */
+  requireHealthy?: boolean;
+}
+
+/**
+ * `--require-healthy` (Vector's flag): every sink with a healthcheck is checked before anything
+ * starts; the first failure is logged at error level and the run ends with exit status 1.
+ */
+async function healthy(config: LoadedConfig, telemetry: Telemetry): Promise<boolean> {
+  const checks = config.sinks
+    .filter((plan) => plan.type.type === 'opentelemetry' && (plan.config as OpentelemetrySinkConfig).healthcheck)
+    .map(async (plan) => ({ id: plan.id, reason: await checkOpentelemetryHealth(plan.config as OpentelemetrySinkConfig) }));
+  let ok = true;
+  for (const { id, reason } of await Promise.all(checks)) {
+    if (reason === undefined) continue;
+    telemetry.log('error', 'healthcheck_failed', `sinks.${id}: healthcheck failed and --require-healthy is set: ${reason}`, id);
+    ok = false;
+  }
+  return ok;
 }
 
 /**
@@ -37,6 +57,7 @@ export async function runTail(config: LoadedConfig, telemetry: Telemetry, option
   const inbox = new SignalInbox([...SHUTDOWN_SIGNALS, RELOAD_SIGNAL]);
   let api: RunningApi | undefined;
   try {
+    if (options.requireHealthy === true && !(await healthy(config, telemetry))) return EXIT_FAILURE;
     api = await startApi(config, telemetry);
     let current = config;
     let topology = new Topology(current, telemetry, 'tail');
@@ -108,6 +129,8 @@ export interface ReplayOptions {
   progressStream?: NodeJS.WriteStream;
   /** Write checkpoints as tail mode does, so a later run resumes after what the replay read. */
   writeCheckpoints?: boolean;
+  /** `--require-healthy`: exit 1 before starting when a sink's healthcheck fails. */
+  requireHealthy?: boolean;
 }
 
 /**
@@ -122,6 +145,7 @@ export async function runReplay(config: LoadedConfig, telemetry: Telemetry, opti
   let api: RunningApi | undefined;
   let progress: ReplayProgress | undefined;
   try {
+    if (options.requireHealthy === true && !(await healthy(config, telemetry))) return EXIT_FAILURE;
     api = await startApi(config, telemetry);
     const topology = new Topology(config, telemetry, 'replay', { writeCheckpoints: options.writeCheckpoints === true });
     await topology.start();

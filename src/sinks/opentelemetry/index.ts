@@ -47,6 +47,7 @@ import {
   otlpEnvDefaults,
   parseTls,
   readTlsMaterial,
+  redactedUrl,
   type OtlpProtocol,
   type OtlpTlsConfig,
 } from './transport.js';
@@ -399,6 +400,33 @@ function exporterSend<S, Q>(
     });
 }
 
+/** `healthcheck`: the longest the start-up check waits for the collector. */
+export const HEALTHCHECK_TIMEOUT_SECS = 10;
+
+/**
+ * The start-up healthcheck: one empty ExportLogsServiceRequest to the endpoint, through the same
+ * transport, headers and TLS as the records. Resolves with why it failed, or undefined when the
+ * collector accepted it (and for a disabled sink). Never throws. The reason names a status, never
+ * a header value.
+ */
+export async function checkOpentelemetryHealth(config: OpentelemetrySinkConfig): Promise<string | undefined> {
+  if (config.endpoint === '') return undefined;
+  let exporter: Exporter<EncodedRequest>;
+  try {
+    exporter = createEncodedExporter({ ...config, requestTimeoutSecs: Math.min(config.requestTimeoutSecs, HEALTHCHECK_TIMEOUT_SECS) });
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+  const send = exporterSend(
+    exporter,
+    (): EncodedRequest => ({ slices: [], count: 0 }),
+    config.protocol === 'grpc' ? classifyGrpcResult : classifyExportResult,
+  );
+  const outcome = await send([]);
+  await exporter.shutdown().catch(() => undefined);
+  return outcome.status === 'sent' ? undefined : `${outcome.reason} (${redactedUrl(config.endpoint)})`;
+}
+
 /** Encoded slices are cut without copying: a slice of a slice is a narrower record range. */
 const SLICE_SEGMENTS: SegmentOps<EncodedSlice> = {
   count: sliceCount,
@@ -472,6 +500,14 @@ export class OpentelemetrySink implements Sink {
   async start(): Promise<void> {
     if (this.pool === undefined) otlpSinkDisabled(this.telemetry, this.id);
     else await this.pool.start();
+    // As in Vector, the healthcheck runs beside start-up and only warns; `--require-healthy`
+    // (run.ts) waits for it before anything starts.
+    if (this.config.healthcheck && this.config.endpoint !== '') {
+      const { telemetry, id } = this;
+      void checkOpentelemetryHealth(this.config).then((reason) => {
+        if (reason !== undefined) telemetry.log('warn', 'healthcheck_failed', `healthcheck failed: ${reason}`, id);
+      });
+    }
   }
 
   /**

@@ -282,3 +282,16 @@ export function classifyGrpcResult(result: ExportResult): SendOutcome {
   const reason = `gRPC ${GRPC_STATUS_NAMES.get(code) ?? code}${details}`;
   return GRPC_RETRYABLE.has(code) ? { status: 'retry', reason } : { status: 'rejected', reason };
 }
+
+/** An endpoint for logs and errors: user and password of a `https://user:pass@host` URL removed. */
+export function redactedUrl(endpoint: string): string {
+  try {
+    const url = new URL(endpoint);
+    if (url.username === '' && url.password === '') return endpoint;
+    url.username = '';
+    url.password = '';
+    return url.toString();
+  } catch {
+    return '(invalid URL)';
+  }
+}
