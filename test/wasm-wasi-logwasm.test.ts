@@ -17,9 +17,9 @@ import { inspectPlugin, pluginCommand } from '../src/plugin-inspect.js';
 import { Telemetry } from '../src/telemetry.js';
 import { WASM_GUEST_OUTPUT_TOTAL } from '../src/transforms/wasm/events.js';
 import { wasmTransform } from '../src/transforms/wasm/index.js';
-import { ABI_VERSION, REQUIRED_FUNCTIONS } from '../src/wasm-memory/abi.js';
+import { ABI_VERSION, REQUIRED_FUNCTIONS, instantiatePlugin } from '../src/wasm-memory/abi.js';
 import { compileModuleSync, moduleExports, moduleImports } from '../src/wasm-memory/wasm-api.js';
-import { WASI_FUNCTIONS, WASI_MODULE } from '../src/wasm-memory/wasi.js';
+import { WASI_FUNCTIONS, WASI_MODULE, wasiHost } from '../src/wasm-memory/wasi.js';
 import { fromBatchLayout, toBatchLayout } from './support/wasm-fixtures.js';
 import { pluginWasm } from './support/wasm-plugin-fixtures.js';
 
@@ -78,6 +78,33 @@ describe('the committed wasi-tagger.wasm', () => {
     const exported = moduleExports(module).map((e) => e.name);
     expect(exported).toEqual(expect.arrayContaining([...Object.keys(REQUIRED_FUNCTIONS), 'init', 'process_batch', 'logwasm_abi_version']));
     expect(ABI_VERSION).toBe(1);
+  });
+
+  it('is a reactor: its C constructors (preopen discovery) run once in _initialize, not in every call', async () => {
+    const { lists } = await tree();
+    const host = wasiHost([{ path: lists, writable: false }]);
+    onTestFinished(() => host.close());
+    const calls = new Map<string, number>();
+    const functions = host.imports[WASI_MODULE]!;
+    for (const [name, fn] of Object.entries(functions)) {
+      functions[name] = (...args: never[]) => {
+        calls.set(name, (calls.get(name) ?? 0) + 1);
+        return fn(...args);
+      };
+    }
+    const guest = instantiatePlugin(compileModuleSync(new Uint8Array(readFileSync(TAGGER))), 'tagger', host);
+    const discovered = calls.get('fd_prestat_get');
+    expect(discovered).toBeGreaterThan(0);
+    const options = encoder.encode(JSON.stringify({ words_file: join(lists, 'words.txt') }));
+    const ptr = guest.alloc(options.byteLength);
+    new Uint8Array(guest.memory.buffer).set(options, ptr);
+    expect(guest.init!(ptr, options.byteLength)).toBe(0);
+    const memoryBefore = guest.memory.buffer.byteLength;
+    for (let i = 0; i < 2000; i++) expect(guest.processLog(ptr, 4)).toBe(0);
+    // Without _initialize, wasm-ld runs the constructors at the start of every export: wasi-libc
+    // registers the preopens again each time and the heap grows by their names every call.
+    expect(calls.get('fd_prestat_get')).toBe(discovered);
+    expect(guest.memory.buffer.byteLength).toBe(memoryBefore);
   });
 });
 

@@ -45,3 +45,18 @@ impl Plugin for Tagger {
 }
 
 export_plugin!(Tagger);
+
+// The WASI reactor model by hand. rustc 1.63 links a wasm32-wasi cdylib with no `_initialize`, so
+// wasm-ld wraps every export in a call to the C constructors: wasi-libc then registers the
+// preopens again on each call, leaking their names (about 26 bytes a call, measured) until the
+// heap hits heap_memory_size. Exporting `_initialize` makes the module a reactor: the host calls
+// it once per instance, before anything else, and the exports are left unwrapped.
+extern "C" {
+    fn __wasm_call_ctors();
+}
+
+#[no_mangle]
+pub extern "C" fn _initialize() {
+    // SAFETY: the host calls `_initialize` once, before any other export (docs/plugin-abi.md).
+    unsafe { __wasm_call_ctors() }
+}
