@@ -80,3 +80,12 @@ export class PluginLoadError extends LogwasmError {
     this.name = 'PluginLoadError';
   }
 }
+
+/** A sink's TLS files (`tls.ca_file`, `tls.crt_file`, `tls.key_file`) could not be read. */
+export class TlsFileError extends LogwasmError {
+  override readonly code = 'LOGWASM_TLS_FILE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TlsFileError';
+  }
+}

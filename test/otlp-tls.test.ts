@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigReader, type ConfigTable } from '../src/config/reader.js';
-import type { ConfigProblem } from '../src/errors.js';
+import { TlsFileError, type ConfigProblem } from '../src/errors.js';
 import { batchFromLines } from '../src/event.js';
 import { OpentelemetrySink, checkOpentelemetryHealth, opentelemetrySink, parseOpentelemetryConfig } from '../src/sinks/opentelemetry/index.js';
 import { Telemetry } from '../src/telemetry.js';
@@ -117,6 +117,20 @@ describe('opentelemetry sink: TLS', () => {
     expect(parse({ endpoint: 'https://c', tls: { ca_file: '/ca.pem' } }, { OTEL_EXPORTER_OTLP_CERTIFICATE: '/env-ca.pem' }).config.tls.caFile).toBe('/ca.pem');
     expect(parse({ endpoint: 'https://c', tls: { crt_file: '/c.pem' } }).problems).toEqual(['set both "tls.crt_file" and "tls.key_file", or neither']);
     expect(parse({ endpoint: 'https://c', tls: { ca_fil: '/c.pem' } }).problems).toHaveLength(1);
+  });
+
+  it('a TLS file that cannot be read fails the build with a coded error naming the option and file', () => {
+    const { config } = parse({ endpoint: 'https://127.0.0.1:1', tls: { ca_file: '/nonexistent/ca.pem' } });
+    const telemetry = new Telemetry(() => undefined, 'debug');
+    let thrown: unknown;
+    try {
+      opentelemetrySink.build(config, { id: 'otlp', dataDir: '/tmp', mode: 'replay', telemetry });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(TlsFileError);
+    expect((thrown as TlsFileError).code).toBe('LOGWASM_TLS_FILE');
+    expect((thrown as Error).message).toContain('tls.ca_file "/nonexistent/ca.pem"');
   });
 
   it('https: trusted through tls.ca_file; refused without it; accepted with verify_certificate = false', async () => {

@@ -15,6 +15,7 @@ import {
 } from '@opentelemetry/otlp-grpc-exporter-base';
 import { ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
 import type { ConfigReader } from '../../config/reader.js';
+import { TlsFileError } from '../../errors.js';
 import type { SendOutcome } from './batching.js';
 
 export const OTLP_PROTOCOLS = ['http', 'grpc'] as const;
@@ -151,7 +152,9 @@ export function readTlsMaterial(tls: OtlpTlsConfig): TlsMaterial {
     try {
       return readFileSync(file);
     } catch (error) {
-      throw new Error(`tls.${key} ${JSON.stringify(file)} cannot be read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+      throw new TlsFileError(`tls.${key} ${JSON.stringify(file)} cannot be read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
+        cause: error,
+      });
     }
   };
   const material: TlsMaterial = { verifyCertificate: tls.verifyCertificate };
