@@ -21,6 +21,7 @@ import { ABI_VERSION, REQUIRED_FUNCTIONS, instantiatePlugin } from '../src/wasm-
 import { compileModuleSync, moduleExports, moduleImports } from '../src/wasm-memory/wasm-api.js';
 import { WASI_FUNCTIONS, WASI_MODULE, wasiHost } from '../src/wasm-memory/wasi.js';
 import { fromBatchLayout, toBatchLayout } from './support/wasm-fixtures.js';
+import { ECHO_BODY, guestWat, watBytes } from './support/wasm-wat.js';
 import { pluginWasm } from './support/wasm-plugin-fixtures.js';
 
 const TAGGER = pluginWasm('wasi-tagger');
@@ -176,6 +177,14 @@ describe('wasi = true with abi = "logwasm", in real workers', () => {
       });
       await expect(tagger.start(), path).rejects.toMatchObject({ message: expect.stringContaining(why) });
     }
+  });
+
+  it('still refuses at start, with wasi = true, an import outside the WASI subset, naming it', async () => {
+    const { root } = await tree();
+    const module = join(root, 'env-import.wasm');
+    await writeFile(module, await watBytes(guestWat(ECHO_BODY, { imports: '(import "env" "now" (func (result i32)))' })));
+    const tagger = setup({ module, wasi: true });
+    await expect(tagger.start()).rejects.toMatchObject({ code: 'LOGWASM_PLUGIN_ABI', message: expect.stringContaining('"env"."now"') });
   });
 
   it('gives a wasi = true plugin with no preopens no file at all', async () => {
