@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import picomatch from 'picomatch';
 import { glob } from 'tinyglobby';
@@ -26,8 +27,32 @@ export class Discovery {
     return this.isIncluded(p) && !this.isExcluded(p);
   }
 
+  /** Directory -> `mtime:ctime` (ns) when the last glob expansion ran. */
+  private dirStamps = new Map<string, string>();
+  private lastFound: string[] | null = null;
+  private lastFullMs = 0;
+
+  /**
+   * The cheap rescan: the previous expansion again, without reading any directory, when every
+   * directory it found files in (and every base directory) still has the mtime it had then and
+   * the last full expansion is less than `maxAgeMs` old; otherwise a full `scan`. A new
+   * subdirectory of a directory that held no match is missed until the next full expansion (or
+   * the watch event that reports it).
+   */
+  async scanIfChanged(maxAgeMs: number, now = Date.now()): Promise<string[]> {
+    if (this.lastFound !== null && now - this.lastFullMs < maxAgeMs) {
+      const stamps = await stampAll([...this.dirStamps.keys()]);
+      let same = stamps.size === this.dirStamps.size;
+      if (same) for (const [dir, stamp] of stamps) if (this.dirStamps.get(dir) !== stamp) same = false;
+      if (same) return this.lastFound;
+    }
+    return this.scan(now);
+  }
+
   /** Every matching regular file, absolute, sorted (so reads start in a stable order). */
-  async scan(): Promise<string[]> {
+  async scan(now = Date.now()): Promise<string[]> {
+    // Stamped before listing: a change during the listing shows as a changed stamp next time.
+    const before = await stampAll(this.watchedDirectories(this.lastFound ?? []));
     const found = await glob(this.include, {
       absolute: true,
       onlyFiles: true,
@@ -36,7 +61,26 @@ export class Discovery {
       followSymbolicLinks: true,
       ignore: this.exclude,
     });
-    return found.filter((f) => this.matches(f)).sort();
+    const result = found.filter((f) => this.matches(f)).sort();
+    const stamps = new Map<string, string>();
+    const fresh: string[] = [];
+    for (const dir of this.watchedDirectories(result)) {
+      const stamp = before.get(dir);
+      if (stamp === undefined) fresh.push(dir);
+      else stamps.set(dir, stamp);
+    }
+    for (const [dir, stamp] of await stampAll(fresh)) stamps.set(dir, stamp);
+    this.dirStamps = stamps;
+    this.lastFound = result;
+    this.lastFullMs = now;
+    return result;
+  }
+
+  /** Base directories plus every directory holding a matched file. */
+  private watchedDirectories(files: readonly string[]): string[] {
+    const dirs = new Set(this.baseDirectories());
+    for (const f of files) dirs.add(path.dirname(f));
+    return [...dirs];
   }
 
   /** The directories to watch: the non-glob prefix of each include (a plain path watches its directory). */
@@ -48,6 +92,22 @@ export class Discovery {
     }
     return [...dirs];
   }
+}
+
+/** `mtime:ctime` of each directory that can be stat'ed ("missing" for one that cannot). */
+async function stampAll(dirs: readonly string[]): Promise<Map<string, string>> {
+  const stamps = new Map<string, string>();
+  await Promise.all(
+    dirs.map(async (dir) => {
+      try {
+        const s = await stat(dir, { bigint: true });
+        stamps.set(dir, `${s.mtimeNs}:${s.ctimeNs}`);
+      } catch {
+        stamps.set(dir, 'missing');
+      }
+    }),
+  );
+  return stamps;
 }
 
 function toPosix(p: string): string {

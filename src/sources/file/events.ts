@@ -115,3 +115,8 @@ export function fileLostWhileClosed(t: Telemetry, id: string, file: string): voi
     id,
   );
 }
+
+export function fileFoundByInode(t: Telemetry, id: string, file: string, movedTo: string): void {
+  t.count('files_found_by_inode_total', id);
+  t.logLimited('info', 'file_found_by_inode', `File ${file}, closed while idle (open file limit), was found renamed to ${movedTo}: read to its end.`, id);
+}

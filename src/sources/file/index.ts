@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
-import { stat, unlink } from 'node:fs/promises';
-import { watch, type FSWatcher } from 'chokidar';
+import { watch, type FSWatcher } from 'node:fs';
+import { readdir, stat, unlink } from 'node:fs/promises';
 import picomatch from 'picomatch';
 import type { Source, SourceContext, SourceType } from '../../components.js';
 import { isTable, show, type ConfigReader } from '../../config/reader.js';
@@ -19,7 +19,7 @@ import {
 } from './fingerprint.js';
 import { LineAggregator, MULTILINE_MODES, type MultilineConfig } from './multiline.js';
 import type { SplitPiece, SplitResult } from './lines.js';
-import { FileTailer, openFingerprinted } from './tailer.js';
+import { FileTailer, findByInode, openFingerprinted } from './tailer.js';
 
 /** Where to start a file that has no checkpoint and existed at start-up. Vector's default. */
 export const DEFAULT_READ_FROM = 'beginning';
@@ -74,14 +74,22 @@ export const DEFAULT_CHARSET: Charset = 'utf-8';
 export const MAX_OPEN_FILES = 512;
 /** A file with no new data for this long is idle: read only on a watch event or a size check. */
 export const IDLE_AFTER_MS = 2000;
-/** How often an idle file's size, inode and truncation are checked (busy files: every POLL_INTERVAL_MS). */
-export const IDLE_CHECK_MS = 2000;
 /**
- * Files idle for longer than this are checked only every `8 * IDLE_CHECK_MS`: watch events
- * (inotify) report their changes at once, polling is the fallback. Keeps idle CPU low with
- * thousands of files.
+ * Safety net for idle files (no new data for IDLE_AFTER_MS): how often each one's size, inode and
+ * truncation are checked by polling. Changes are normally seen at once through the watch events
+ * (inotify, one watcher per base directory), which wake the tailer of the file that changed; this
+ * poll only catches what an event missed (a lost or coalesced event, a file system without
+ * inotify such as NFS). Worst-case latency for such a missed change: IDLE_CHECK_MS plus one
+ * POLL_INTERVAL_MS. Busy files are checked every POLL_INTERVAL_MS. Checks are spread over the
+ * interval (each file keeps its own phase), so 1,000 idle files cost about 33 stats a second.
  */
-export const LONG_IDLE_MS = 30_000;
+export const IDLE_CHECK_MS = 30_000;
+/**
+ * Safety net for new files: at most this long between two full expansions of the include globs.
+ * In between, the periodic rescan (every `glob_minimum_cooldown_ms`) expands the globs only when
+ * a watched directory's mtime changed; watch events for a new file always rescan at once.
+ */
+export const GLOB_FULL_RESCAN_MS = 30_000;
 
 export interface FileSourceConfig {
   include: string[];
@@ -299,6 +307,8 @@ export class FileSource implements Source {
   private readonly unreadable = new Set<string>();
   /** Paths too short to fingerprint (logged once each until they are). */
   private readonly waiting = new Set<string>();
+  /** Paths that could not be followed, with the stat they had then: retried only once it changes. */
+  private readonly refused = new Map<string, { stamp: string; duplicateOf?: string }>();
   /** Paths whose fingerprint equals a tracked file's (logged once each). */
   private readonly duplicates = new Set<string>();
   private readonly inFlight = new Set<Promise<void>>();
@@ -306,7 +316,8 @@ export class FileSource implements Source {
   private inFlightBytes = 0;
   private readonly timers: NodeJS.Timeout[] = [];
   private openCount = 0;
-  private watcher: FSWatcher | null = null;
+  /** One inotify watcher per directory (base directories and, for deeper globs, their subdirectories). */
+  private readonly dirWatchers = new Map<string, FSWatcher>();
   private stopping = false;
   private stopRun: Promise<void> | null = null;
   private pumpRun: Promise<void> | null = null;
@@ -378,9 +389,8 @@ export class FileSource implements Source {
   private async shutdown(): Promise<void> {
     this.stopping = true;
     for (const timer of this.timers) clearInterval(timer);
-    const watcher = this.watcher;
-    this.watcher = null;
-    await watcher?.close().catch(() => undefined);
+    for (const watcher of this.dirWatchers.values()) watcher.close();
+    this.dirWatchers.clear();
     await this.scanRun;
     await this.pumpRun;
     while (this.ticking) await new Promise((resolve) => setImmediate(resolve));
@@ -526,6 +536,15 @@ export class FileSource implements Source {
     if (await tailer.resume()) {
       this.openCount++;
       return true;
+    }
+    if (tailer.draining) {
+      // Moved out of the matched paths while closed: looked for by inode in its directory.
+      const moved = await findByInode(path.dirname(tailer.path), tailer.inode);
+      if (moved !== null && (await tailer.resume(moved))) {
+        this.openCount++;
+        events.fileFoundByInode(this.context.telemetry, this.id, tailer.path, moved);
+        return true;
+      }
     }
     tailer.poke = false;
     if (tailer.draining) {
@@ -685,7 +704,8 @@ export class FileSource implements Source {
     if (this.stopping) return;
     let paths: string[];
     try {
-      paths = await this.discovery.scan();
+      paths = full ? await this.discovery.scan() : await this.discovery.scanIfChanged(GLOB_FULL_RESCAN_MS);
+      this.retryWatches();
     } catch (err) {
       events.globFailed(this.context.telemetry, this.id, err);
       return;
@@ -722,11 +742,21 @@ export class FileSource implements Source {
         continue;
       }
       if (this.config.ignoreOlderSecs !== undefined && now - Number(stats.mtimeMs) > this.config.ignoreOlderSecs * 1000) continue;
-      const tailer = await this.openTailer(file, initial);
+      // A path that could not be followed (unreadable, too short to fingerprint, a duplicate of a
+      // file still tracked) is opened again only once it changed: not on every rescan.
+      const stamp = `${inodeKey(stats)}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
+      const refused = this.refused.get(file);
+      if (refused !== undefined && refused.stamp === stamp && (refused.duplicateOf === undefined || this.tailers.has(refused.duplicateOf))) continue;
+      this.refused.delete(file);
+      const tailer = await this.openTailer(file, initial, stamp);
       if (tailer !== null) {
         seen.add(tailer);
         opened = true;
       }
+    }
+    if (this.refused.size > 0) {
+      const listed = new Set(paths);
+      for (const file of [...this.refused.keys()]) if (!listed.has(file)) this.refused.delete(file);
     }
     for (const tailer of [...this.tailers.values()]) {
       if (seen.has(tailer)) continue;
@@ -783,12 +813,13 @@ export class FileSource implements Source {
     this.byPath.set(tailer.path, tailer);
   }
 
-  private async openTailer(file: string, initial: boolean): Promise<FileTailer | null> {
+  private async openTailer(file: string, initial: boolean, stamp?: string): Promise<FileTailer | null> {
     let opened;
     try {
       opened = await openFingerprinted(file, this.config.fingerprint, this.config.maxLineBytes);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      if (stamp !== undefined) this.refused.set(file, { stamp });
       if (!this.unreadable.has(file)) {
         this.unreadable.add(file);
         events.fileOpenFailed(this.context.telemetry, this.id, file, err);
@@ -797,6 +828,7 @@ export class FileSource implements Source {
     }
     this.unreadable.delete(file);
     if (opened === null) {
+      if (stamp !== undefined) this.refused.set(file, { stamp });
       if (!this.waiting.has(file)) {
         this.waiting.add(file);
         events.fileTooShort(this.context.telemetry, this.id, file);
@@ -807,6 +839,7 @@ export class FileSource implements Source {
     if (this.tailers.has(opened.key) || this.byInode.has(opened.inode) || this.stopping) {
       await opened.handle.close().catch(() => undefined);
       const other = this.tailers.get(opened.key);
+      if (other !== undefined && other.inode !== opened.inode && stamp !== undefined) this.refused.set(file, { stamp, duplicateOf: opened.key });
       if (other !== undefined && other.inode !== opened.inode && !this.duplicates.has(file)) {
         // Vector's checksum rule: same first lines, same file. Only the one found first is read.
         this.duplicates.add(file);
@@ -857,7 +890,7 @@ export class FileSource implements Source {
 
   /** Poll fallback: truncation, growth and rotation checks; timers; the descriptor limit; a read round. */
   private checkInterval(tailer: FileTailer, now: number): number {
-    return now - tailer.lastDataMs >= LONG_IDLE_MS ? this.internal.idleCheckMs * 8 : this.internal.idleCheckMs;
+    return now - tailer.lastDataMs >= this.internal.idleAfterMs ? this.internal.idleCheckMs : this.internal.pollIntervalMs;
   }
 
   private async tick(force = false): Promise<void> {
@@ -963,22 +996,83 @@ export class FileSource implements Source {
     }
   }
 
+  /**
+   * Watches each base directory with fs.watch (inotify on Linux: one watch per directory, not per
+   * file), and its subdirectories as deep as a glob can reach. A `change` event wakes the tailer of
+   * that path; a `rename` event (created, deleted or renamed entry) of a matched or tracked path
+   * rescans the globs and checks every file; a new directory within reach is watched too.
+   */
   private startWatching(): void {
-    const bases = this.discovery.baseDirectories();
     const deep = this.config.include.some((g) => g.includes('**'));
-    const depth = deep ? undefined : Math.max(0, ...this.config.include.map(globDepth));
-    const watcher = watch(bases, { ignoreInitial: true, persistent: true, ...(depth === undefined ? {} : { depth }) });
-    watcher.on('add', (file: string) => {
-      if (this.discovery.matches(path.resolve(file))) void this.scan(false);
+    const depth = deep ? Number.POSITIVE_INFINITY : Math.max(0, ...this.config.include.map(globDepth));
+    this.watchDepth = depth;
+    for (const base of this.discovery.baseDirectories()) void this.watchTree(base, depth);
+  }
+
+  private watchDepth = 0;
+
+  private async watchTree(dir: string, depthLeft: number): Promise<void> {
+    if (this.stopping || this.dirWatchers.has(dir)) return;
+    let watcher: FSWatcher;
+    try {
+      watcher = watch(dir, { persistent: true }, (type, name) => this.onDirEvent(dir, depthLeft, type, name));
+    } catch (err) {
+      // A base directory that does not exist yet is watched once a scan finds it (retryWatches).
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') events.watcherFailed(this.context.telemetry, this.id, err);
+      return;
+    }
+    watcher.on('error', (err: unknown) => {
+      events.watcherFailed(this.context.telemetry, this.id, err);
+      watcher.close();
+      if (this.dirWatchers.get(dir) === watcher) this.dirWatchers.delete(dir);
     });
-    watcher.on('unlink', () => void this.tick(true));
-    watcher.on('change', (file: string) => {
-      const tailer = this.byPath.get(path.resolve(file));
-      if (tailer !== undefined) tailer.poke = true;
-      this.kick();
-    });
-    watcher.on('error', (err: unknown) => events.watcherFailed(this.context.telemetry, this.id, err));
-    this.watcher = watcher;
+    this.dirWatchers.set(dir, watcher);
+    if (depthLeft <= 0) return;
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      if (entry.isDirectory()) await this.watchTree(path.join(dir, entry.name), depthLeft - 1);
+    }
+  }
+
+  /** Base directories created (or re-created) since: watched from the next scan on. */
+  private retryWatches(): void {
+    if (this.stopping || this.timers.length === 0) return;
+    for (const base of this.discovery.baseDirectories()) if (!this.dirWatchers.has(base)) void this.watchTree(base, this.watchDepth);
+  }
+
+  private onDirEvent(dir: string, depthLeft: number, type: string, name: string | Buffer | null): void {
+    if (this.stopping) return;
+    if (name === null) {
+      void this.scan(false);
+      void this.tick(true);
+      return;
+    }
+    const file = path.join(dir, name.toString());
+    const tailer = this.byPath.get(file);
+    if (type === 'change') {
+      if (tailer !== undefined) {
+        tailer.poke = true;
+        this.kick();
+      }
+      return;
+    }
+    if (tailer !== undefined || this.discovery.matches(file)) {
+      void this.scan(false);
+      void this.tick(true);
+    } else if (depthLeft > 0) {
+      void stat(file).then(
+        (s) => {
+          if (s.isDirectory()) void this.watchTree(file, depthLeft - 1).then(() => this.scan(false));
+        },
+        () => undefined,
+      );
+    }
   }
 }
 

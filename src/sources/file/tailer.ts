@@ -1,5 +1,6 @@
 import type { BigIntStats } from 'node:fs';
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { AckTracker } from './acks.js';
 import {
@@ -55,6 +56,31 @@ export async function openFingerprinted(filePath: string, options: FingerprintOp
     await handle.close().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * The path of the file `dev:inode` in `dir`, or null: how a file closed for the open-file limit
+ * and renamed to a name the globs do not match (logrotate's `app.log` -> `app.log.1`) is found
+ * again, so that the lines written before the rename are still read. One readdir and one stat
+ * per entry, only when a closed file is found gone from its path.
+ */
+export async function findByInode(dir: string, inode: string): Promise<string | null> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return null;
+  }
+  for (const name of names) {
+    const candidate = path.join(dir, name);
+    try {
+      const stats = await stat(candidate, { bigint: true });
+      if (stats.isFile() && inodeKey(stats) === inode) return candidate;
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return null;
 }
 
 export interface ReadOutcome {
@@ -221,14 +247,15 @@ export class FileTailer {
   }
 
   /**
-   * Reopens a suspended file at its path. Resolves false when the path now names another file (the
+   * Reopens a suspended file at its path (or at `at`, where it was found by inode: see
+   * `findByInode`; its lines keep `path` as their file). Resolves false when the path now names another file (the
    * file was rotated away while closed: it is lost to this tailer) or is gone.
    */
-  async resume(): Promise<boolean> {
+  async resume(at: string = this.path): Promise<boolean> {
     if (!this.suspended) return this.handle !== null;
     let handle: FileHandle;
     try {
-      handle = await open(this.path, 'r');
+      handle = await open(at, 'r');
     } catch {
       return false;
     }
