@@ -101,9 +101,9 @@ describe('abi = "fluent-bit" in real workers', () => {
   it('checks the config: abi values, function required, fluent-bit-only keys', () => {
     expect(parse({ module: 'm', abi: 'wasmtime' }).problems).toEqual(['transforms.fb: invalid value for "abi": expected "logwasm" or "fluent-bit", actual: "wasmtime"']);
     expect(parse({ module: 'm', abi: 'fluent-bit' }).problems).toEqual(['transforms.fb: missing required key "function" (abi = "fluent-bit")']);
+    // `wasi` applies to both ABIs; `function` only to Fluent Bit guests.
     expect(parse({ module: 'm', function: 'f', wasi: true }).problems).toEqual([
       'transforms.fb: "function" only applies to abi = "fluent-bit"',
-      'transforms.fb: "wasi" only applies to abi = "fluent-bit"',
     ]);
   });
 });
