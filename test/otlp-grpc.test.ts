@@ -42,7 +42,7 @@ async function receiver(): Promise<OtlpGrpcReceiver> {
   return r;
 }
 
-const FAST = { batch: { timeout_secs: 0.02 }, request: { retry_initial_backoff_secs: 0.01, retry_max_duration_secs: 0.05 } };
+const FAST = { healthcheck: false, batch: { timeout_secs: 0.02 }, request: { retry_initial_backoff_secs: 0.01, retry_max_duration_secs: 0.05 } };
 
 describe('opentelemetry sink: protocol = "grpc"', () => {
   it('parses the flat form, Vector\'s protocol.type form, and keeps the :4317 endpoint without a path', () => {
