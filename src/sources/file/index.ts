@@ -890,7 +890,10 @@ export class FileSource implements Source {
 
   /** Poll fallback: truncation, growth and rotation checks; timers; the descriptor limit; a read round. */
   private checkInterval(tailer: FileTailer, now: number): number {
-    return now - tailer.lastDataMs >= this.internal.idleAfterMs ? this.internal.idleCheckMs : this.internal.pollIntervalMs;
+    // Idle: between 3/4 of idleCheckMs and idleCheckMs, by the file's phase, so that files gone idle
+    // at the same time are not all checked in the same tick.
+    if (now - tailer.lastDataMs < this.internal.idleAfterMs) return this.internal.pollIntervalMs;
+    return this.internal.idleCheckMs * (0.75 + tailer.checkPhase / 4);
   }
 
   private async tick(force = false): Promise<void> {

@@ -134,6 +134,8 @@ export class FileTailer {
   poke = true;
   /** Last time a stat of `path` showed this file there. */
   verifiedMs = 0;
+  /** In [0, 1): spreads the safety-net checks of files that went idle together over the interval. */
+  readonly checkPhase = Math.random();
   /** Last time the file was checked for truncation, growth and rotation. */
   lastCheckMs = 0;
   /** Last time a read returned data (or the file was opened). */
