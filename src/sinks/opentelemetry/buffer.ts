@@ -7,11 +7,14 @@
  * waiting for a request, on top of those in the requests being sent (`batch.max_events` ×
  * `request.concurrency`). `when_full = "block"` makes `write()` wait (backpressure reaches the
  * file source, which stops reading); `"drop_newest"` drops the write's records, counted.
- * `buffer.type = "disk"` is refused with a config problem: it is not implemented yet.
+ * `buffer.type = "disk"` (`max_size` bytes, required as in Vector): records are appended to segment
+ * files under `<data_dir>/<sink id>/buffer/` (disk-buffer.ts) and acknowledged to the source once
+ * synced there; a sender feeds them to the delivery queue and deletes a segment once the collector
+ * accepted all of it. `when_full` is `block` only for disk.
  */
 import type { ConfigReader } from '../../config/reader.js';
 import type { Telemetry } from '../../telemetry.js';
-import { DISCARDED_EVENTS } from './events.js';
+import { DISCARDED_EVENTS, ERRORS } from './events.js';
 
 export const BUFFER_TYPES = ['memory', 'disk'] as const;
 export const BUFFER_WHEN_FULL = ['block', 'drop_newest'] as const;
@@ -22,10 +25,19 @@ export const DEFAULT_BUFFER_MAX_EVENTS = 500;
 /** `buffer.when_full`: wait for room (backpressure), as Vector's default. */
 export const DEFAULT_BUFFER_WHEN_FULL: BufferWhenFull = 'block';
 
+/**
+ * Smallest `buffer.max_size` accepted. Vector requires about 256 MiB; logwasm accepts from 1 MiB
+ * (small buffers are useful in tests and on small nodes).
+ */
+export const MIN_DISK_BUFFER_MAX_SIZE = 1024 * 1024;
+
 export interface BufferConfig {
-  type: 'memory';
+  type: 'memory' | 'disk';
+  /** Memory: records waiting for a request slot. Disk: the in-memory queue in front of requests. */
   maxEvents: number;
   whenFull: BufferWhenFull;
+  /** Disk only: most bytes of segment files. */
+  maxSizeBytes?: number;
 }
 
 /** Reads `buffer` (absent: a memory buffer with the defaults). */
@@ -40,10 +52,13 @@ export function parseBufferConfig(reader: ConfigReader): BufferConfig {
   const type = buffer.oneOf('type', BUFFER_TYPES, 'memory');
   const whenFull = buffer.oneOf('when_full', BUFFER_WHEN_FULL, DEFAULT_BUFFER_WHEN_FULL);
   if (type === 'disk') {
-    buffer.accept('max_size');
-    buffer.problem('invalid value for "buffer.type": "disk" is not implemented yet; use "memory"');
+    if (!buffer.has('max_size')) buffer.problem('missing required key "buffer.max_size" (bytes) for buffer.type "disk"');
+    const maxSizeBytes =
+      buffer.number('max_size', MIN_DISK_BUFFER_MAX_SIZE, { integer: true, min: MIN_DISK_BUFFER_MAX_SIZE }) ??
+      MIN_DISK_BUFFER_MAX_SIZE;
+    if (whenFull !== 'block') buffer.problem('invalid value for "buffer.when_full": only "block" with buffer.type "disk"');
     buffer.finish();
-    return { ...fallback, whenFull };
+    return { type: 'disk', maxEvents: DEFAULT_BUFFER_MAX_EVENTS, whenFull: 'block', maxSizeBytes };
   }
   const maxEvents =
     buffer.number('max_events', DEFAULT_BUFFER_MAX_EVENTS, { integer: true, min: 1 }) ?? DEFAULT_BUFFER_MAX_EVENTS;
@@ -89,6 +104,26 @@ export function otlpRetryAfter(telemetry: Telemetry, component: string, status: 
     'warn',
     'otlp_retry_after',
     `The OTLP endpoint answered ${status} with Retry-After: no retry before ${delayMs} ms from now.`,
+    component,
+  );
+}
+
+/** Frames of the disk buffer skipped because they were truncated or failed their CRC (per segment). */
+export const DISK_BUFFER_CORRUPT_SEGMENTS = 'otlp_disk_buffer_corrupt_segments_total';
+
+export function otlpDiskBufferCorrupt(
+  telemetry: Telemetry,
+  component: string,
+  file: string,
+  offset: number,
+  reason: string,
+): void {
+  telemetry.count(DISK_BUFFER_CORRUPT_SEGMENTS, component);
+  telemetry.count(ERRORS, component);
+  telemetry.logLimited(
+    'error',
+    'otlp_disk_buffer_corrupt',
+    `Disk buffer segment ${file} is corrupt at byte ${offset} (${reason}): the rest of it is skipped.`,
     component,
   );
 }

@@ -12,6 +12,7 @@
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
 import type { OTLPExporterNodeConfigBase } from '@opentelemetry/otlp-exporter-base';
 import { JsonLogsSerializer, ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
+import { join } from 'node:path';
 import type { ComponentContext, Sink, SinkType } from '../../components.js';
 import type { ConfigReader } from '../../config/reader.js';
 import type { LineBatch } from '../../event.js';
@@ -31,12 +32,14 @@ import {
 import { EncodePool } from './pool.js';
 import {
   otlpBufferDropped,
+  otlpDiskBufferCorrupt,
   otlpPartialSuccess,
   otlpRetryAfter,
   parseBufferConfig,
   type BufferConfig,
 } from './buffer.js';
 import { observeRetryAfter, partialSuccessOf, type AgentFactory } from './buffer-feedback.js';
+import { DiskBuffer, runDiskSender } from './disk-buffer.js';
 import {
   DEFAULT_HEALTHCHECK_ENABLED,
   DEFAULT_OTLP_PROTOCOL,
@@ -446,6 +449,9 @@ export class OpentelemetrySink implements Sink {
   private readonly exporter: Exporter<EncodedRequest> | undefined;
   private readonly pool: EncodePool | undefined;
   private readonly delivery: Delivery<EncodedSlice> | undefined;
+  private readonly dataDir: string;
+  /** `buffer.type = "disk"`: the segment files and the loop feeding them to `delivery`. */
+  private disk: { buffer: DiskBuffer; sender: Promise<void> } | undefined;
 
   constructor(
     readonly config: OpentelemetrySinkConfig,
@@ -454,6 +460,7 @@ export class OpentelemetrySink implements Sink {
     const { id, telemetry } = context;
     this.id = id;
     this.telemetry = telemetry;
+    this.dataDir = context.dataDir;
     if (config.endpoint === '') return;
     this.exporter = createEncodedExporter(config, {
       retryAfter: (status, delayMs) => {
@@ -500,6 +507,16 @@ export class OpentelemetrySink implements Sink {
   async start(): Promise<void> {
     if (this.pool === undefined) otlpSinkDisabled(this.telemetry, this.id);
     else await this.pool.start();
+    if (this.config.buffer.type === 'disk' && this.delivery !== undefined) {
+      const { telemetry, id } = this;
+      const buffer = await DiskBuffer.open({
+        dir: join(this.dataDir, id, 'buffer'),
+        maxSizeBytes: this.config.buffer.maxSizeBytes ?? 0,
+        onCorrupt: (file, offset, reason) => otlpDiskBufferCorrupt(telemetry, id, file, offset, reason),
+      });
+      const limit = this.config.buffer.maxEvents + this.config.batchMaxEvents * this.config.concurrency;
+      this.disk = { buffer, sender: runDiskSender(buffer, (batch) => this.deliver(batch), limit) };
+    }
     // As in Vector, the healthcheck runs beside start-up and only warns; `--require-healthy`
     // (run.ts) waits for it before anything starts.
     if (this.config.healthcheck && this.config.endpoint !== '') {
@@ -517,6 +534,14 @@ export class OpentelemetrySink implements Sink {
   async write(batch: LineBatch): Promise<void> {
     const count = batch.offsets.length - 1;
     otlpEventsReceived(this.telemetry, this.id, count);
+    if (count === 0) return;
+    // Disk buffer: acknowledged once synced to the buffer; the sender delivers it from there.
+    if (this.disk !== undefined) return this.disk.buffer.append(batch);
+    return this.deliver(batch);
+  }
+
+  private async deliver(batch: LineBatch): Promise<void> {
+    const count = batch.offsets.length - 1;
     const { delivery, pool } = this;
     if (delivery === undefined || pool === undefined || count === 0) return;
     // Room in the queue is reserved before encoding, so backpressure holds before the work is done.
@@ -531,6 +556,11 @@ export class OpentelemetrySink implements Sink {
     const { delivery, pool, exporter } = this;
     if (delivery === undefined || pool === undefined || exporter === undefined) return;
     const started = Date.now();
+    // Disk buffer: no more frames are read; what was not delivered stays on disk for the next run.
+    if (this.disk !== undefined) {
+      await this.disk.buffer.close();
+      await this.disk.sender;
+    }
     await delivery.stop(deadlineMs);
     // shutdown() waits for the exporter's in-flight requests; after a deadline, do not wait for
     // the ones we abandoned.
