@@ -160,4 +160,40 @@ describe('Delivery', () => {
     expect(log).toEqual(['rejected 3 could not encode: worker died', 'sent 2']);
     expect(delivery.pending).toBe(0);
   });
+
+  it('holdUntil: a retry waits for the collector\'s Retry-After even when the backoff is shorter', async () => {
+    const { calls, send } = manualSend();
+    const delivery = new Delivery(send, options({ maxEvents: 1 }), recorder().events);
+    const done = delivery.write([1]);
+    await pollUntil('first attempt', () => calls.length === 1 || undefined);
+    const holdUntil = Date.now() + 300;
+    delivery.holdUntil(holdUntil);
+    delivery.holdUntil(Date.now() + 10); // an earlier hint never shortens it
+    calls[0]!.answer({ status: 'retry', reason: 'HTTP 429' });
+    await pollUntil('the retry', () => calls.length === 2 || undefined, { describe: () => `${calls.length} calls` });
+    expect(Date.now()).toBeGreaterThanOrEqual(holdUntil);
+    calls[1]!.answer({ status: 'sent' });
+    await done;
+  });
+
+  it('whenFull = drop_newest: a write that does not fit is dropped at once and reported; nothing waits', async () => {
+    const { calls, send } = manualSend();
+    const dropped: number[] = [];
+    const delivery = new Delivery(send, options({ whenFull: 'drop_newest' }), {
+      ...recorder().events,
+      dropped: (n: number) => dropped.push(n),
+    });
+    const first = delivery.write([1, 2, 3, 4, 5]);
+    const second = delivery.write([6, 7]); // 5 + 2 > maxPending 6
+    await second; // resolves at once
+    expect(dropped).toEqual([2]);
+    expect(delivery.pending).toBe(5);
+    const third = delivery.write([8]); // fits: 6
+    expect(dropped).toEqual([2]);
+    await pollUntil('two requests of 3', () => calls.length === 2 || undefined);
+    expect(calls.map((c) => c.records)).toEqual([[1, 2, 3], [4, 5, 8]]);
+    for (const call of calls) call.answer({ status: 'sent' });
+    await Promise.all([first, third, delivery.stop()]);
+    expect(dropped).toEqual([2]);
+  });
 });
