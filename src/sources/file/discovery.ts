@@ -4,9 +4,9 @@ import picomatch from 'picomatch';
 import { glob } from 'tinyglobby';
 
 /**
- * Expands `include`/`exclude` globs into absolute file paths. chokidar 5 dropped glob support, so
- * globs are expanded by tinyglobby and matched by picomatch; chokidar only watches the globs' base
- * directories (see `baseDirectories`) and the source rescans when something appears there.
+ * Expands `include`/`exclude` globs into absolute file paths: tinyglobby expands, picomatch
+ * matches. The source watches the globs' base directories (see `baseDirectories`) with fs.watch
+ * and rescans when something appears there; `scanIfChanged` is the cheap periodic rescan.
  */
 export class Discovery {
   private readonly include: string[];
