@@ -61,31 +61,4 @@ describe('EncodePool', () => {
     const encoded = await p.encode(batch(['ok']));
     expect(encoded.offsets.length).toBe(2);
   });
-  it('a view into a larger buffer (the wasm output) goes by transfer, not copied; a Node Buffer is copied and its pool neighbours stay', async () => {
-    const { pool: p, fallbacks } = pool();
-    await p.start();
-    expect(p.threaded).toBe(true); // requires `npm run build`
-    const lines = ['{"msg":"a","level":"warn"}', 'text line', '{"n":[1,2.5,null],"s":"é"}'];
-    const packed = batch(lines);
-    // The used part of a bigger buffer, at an offset, as the wasm transform hands it on.
-    const big = new Uint8Array(packed.data.byteLength + 4096);
-    big.set(packed.data, 16);
-    const view = big.subarray(16, 16 + packed.data.byteLength);
-    const encoded = await p.encode({ data: view, offsets: packed.offsets, meta: META });
-    expect(big.buffer.byteLength).toBe(0); // transferred whole, no copy made
-    const local = new BatchEncoder('svc').encode(batch(lines));
-    expect(encoded.bytes).toEqual(local.bytes);
-    expect(encoded.offsets).toEqual(local.offsets);
-
-    // Small Buffers share Node's allocation pool: transferring one would detach the others.
-    const both = Buffer.from(`neighbour${lines.join('')}`);
-    expect(both.buffer.byteLength).toBe(Buffer.poolSize); // a slice of the pool
-    const neighbour = both.subarray(0, 9);
-    const pooled = both.subarray(9);
-    const fromBuffer = await p.encode({ data: pooled, offsets: batch(lines).offsets, meta: META });
-    expect(fromBuffer.bytes).toEqual(local.bytes);
-    expect(neighbour.toString()).toBe('neighbour');
-    expect(pooled.byteLength).toBe(Buffer.byteLength(lines.join('')));
-    expect(fallbacks).toEqual([]);
-  });
 });

@@ -4,13 +4,13 @@
  * request bodies.
  *
  * A batch's buffers are transferred to the worker (the sink owns the batch: after `encode()` the
- * caller's views are detached, even a view into a larger buffer) and the encoded bytes are
- * transferred back. If the worker script is missing (running from src/ without `npm run build`),
- * or an encoding fails in the worker, the batch is encoded on the main thread instead: slower, never lost. Only a worker that dies while
- * holding batches (out of memory; at most ENCODE_TASKS_PER_THREAD) loses them; their promises then
- * reject and the sink counts the records as rejected.
+ * caller's views are detached; a view into a larger buffer is copied first) and the encoded bytes
+ * are transferred back. If the worker script is missing (running from src/ without `npm run
+ * build`), or an encoding fails in the worker, the batch is encoded on the main thread instead:
+ * slower, never lost. Only a worker that dies while holding batches (out of memory; at most
+ * ENCODE_TASKS_PER_THREAD) loses them; their promises then reject and the sink counts the records
+ * as rejected.
  */
-import { Buffer } from 'node:buffer';
 import { access } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
@@ -113,7 +113,7 @@ export class EncodePool {
       if (this.missing !== undefined) this.options.onFallback?.('worker_missing', this.missing);
       return this.local.encode(batch);
     }
-    const task: EncodeTask = { data: transferable(batch.data), offsets: transferable(batch.offsets), meta: batch.meta };
+    const task: EncodeTask = { data: ownedView(batch.data), offsets: ownedView(batch.offsets), meta: batch.meta };
     const transferList = task.data.buffer === task.offsets.buffer ? [task.data.buffer] : [task.data.buffer, task.offsets.buffer];
     const result = (await pool.run(task, { transferList: transferList as ArrayBuffer[] })) as EncodeWorkerResult;
     if (result.status === 'encoded') return { bytes: result.bytes, offsets: result.offsets, resourceEnd: result.resourceEnd };
@@ -131,17 +131,12 @@ export class EncodePool {
 }
 
 /**
- * `view` itself, whose whole buffer then goes to the worker by transfer, unless that buffer cannot
- * or must not be transferred: then a copy. A batch owns its buffers (event.ts: every producer packs
- * each batch into arrays of its own, and the topology copies a batch it hands to several
- * consumers), so a view into a larger buffer is transferred as it is: the worker sees the same
- * offset and length. That is the wasm transform's output (the used part of its output buffer), and
- * copying it here cost the main thread ~1.2 bytes allocated per byte of every batch, which V8 paid
- * back as a full GC every few batches (external memory pressure). A Node `Buffer` may be a slice
- * of Node's shared allocation pool, which transferring would take from its neighbours (and which
- * Node marks untransferable), and a SharedArrayBuffer cannot be transferred: those are copied.
+ * `view` itself when it spans its whole (non-shared) buffer, else a copy that does: transferring
+ * a view's buffer would take whatever else the caller keeps in it. The wasm transform's output is
+ * such a view (the used part of its output buffer), so this copies every batch of it on the main
+ * thread; its producer handing on exactly sized buffers would remove the copy.
  */
-function transferable<T extends Uint8Array | Uint32Array>(view: T): T {
-  if (view.buffer instanceof ArrayBuffer && !Buffer.isBuffer(view)) return view;
-  return (view instanceof Uint32Array ? new Uint32Array(view) : new Uint8Array(view)) as T;
+function ownedView<T extends Uint8Array | Uint32Array>(view: T): T {
+  const whole = view.byteOffset === 0 && view.byteLength === view.buffer.byteLength && view.buffer instanceof ArrayBuffer;
+  return whole ? view : (view.slice() as T);
 }

@@ -11,7 +11,7 @@ export interface EncodeWorkerInit {
   codec: 'protobuf' | 'json';
 }
 
-/** One batch to encode; the buffers of `data` and `offsets` are transferred (views keep their offset and length). */
+/** One batch to encode; `data` and `offsets` are transferred (each spans its whole buffer). */
 export interface EncodeTask {
   data: Uint8Array;
   offsets: Uint32Array;
