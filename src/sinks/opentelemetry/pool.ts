@@ -7,9 +7,8 @@
  * caller's views are detached; a view into a larger buffer is copied first) and the encoded bytes
  * are transferred back. If the worker script is missing (running from src/ without `npm run
  * build`), or an encoding fails in the worker, the batch is encoded on the main thread instead:
- * slower, never lost. Only a worker that dies while holding batches (out of memory; at most
- * ENCODE_TASKS_PER_THREAD) loses them; their promises then reject and the sink counts the records
- * as rejected.
+ * slower, never lost. Only a worker that dies while holding a batch (out of memory) loses that
+ * batch; the promise then rejects and the sink counts the records as rejected.
  */
 import { access } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -25,16 +24,6 @@ import type { EncodeTask, EncodeWorkerInit, EncodeWorkerResult } from './protoco
  * and every extra thread competes with the wasm transform's workers for the same cores.
  */
 export const DEFAULT_ENCODE_THREADS = 1;
-
-/**
- * Batches posted to one encoding thread before it finished the one it has. With one, piscina
- * posts the next batch only after the main thread has handled the previous result, so the
- * encoder sat idle whenever the main thread was busy (reading, joining request bodies, sending):
- * in file_wasm_otlp it had 3-6 batches waiting in piscina's queue while idle about half the time.
- * With two, the next batch is already in the thread's port when it finishes one. A thread that
- * dies (out of memory) fails every batch it holds, so this stays small.
- */
-export const ENCODE_TASKS_PER_THREAD = 2;
 
 /** Why a batch was encoded on the main thread instead of a worker. */
 export type FallbackReason = 'worker_missing' | 'worker_failed';
@@ -95,14 +84,7 @@ export class EncodePool {
     }
     const threads = this.options.threads ?? DEFAULT_ENCODE_THREADS;
     const workerData: EncodeWorkerInit = { serviceName: this.options.serviceName, codec: this.options.codec ?? 'protobuf' };
-    this.pool = new Piscina({
-      filename,
-      minThreads: threads,
-      maxThreads: threads,
-      idleTimeout: Infinity,
-      concurrentTasksPerWorker: ENCODE_TASKS_PER_THREAD,
-      workerData,
-    });
+    this.pool = new Piscina({ filename, minThreads: threads, maxThreads: threads, idleTimeout: Infinity, workerData });
   }
 
   /** Encodes `batch`, taking ownership of its buffers. */
