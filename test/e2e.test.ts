@@ -3,10 +3,10 @@
  * child process (file source, piscina workers running the committed json_parser.wasm, the
  * opentelemetry sink) -> an OTLP/HTTP receiver on 127.0.0.1 that decodes protobuf and JSON.
  */
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { JSON_PARSER_WASM, runCli, startCli, tempDir, tomlString } from './support/cli.js';
+import { JSON_PARSER_WASM, runCli, startCli, tempDir, tomlString, writeLogsConfig } from './support/cli.js';
 import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 import { pollUntil } from './support/poll.js';
 
@@ -24,19 +24,10 @@ function textLine(n: number): string {
 }
 
 async function setup(encoding: 'protobuf' | 'json') {
-  const dir = await tempDir();
   const receiver = await startOtlpReceiver();
   onTestFinished(() => receiver.close());
-  const config = join(dir, 'vector.toml');
-  await writeFile(
-    config,
-    `data_dir = ${tomlString(join(dir, 'data'))}
-
-[sources.logs]
-type = "file"
-include = [${tomlString(join(dir, 'logs', '*.log'))}]
-
-[transforms.parse]
+  const { dir, config } = await writeLogsConfig(
+    () => `[transforms.parse]
 type = "wasm"
 inputs = ["logs"]
 module = ${tomlString(JSON_PARSER_WASM)}
@@ -49,7 +40,6 @@ endpoint = "\${TEST_OTLP_ENDPOINT}"
 encoding = "${encoding}"
 `,
   );
-  await mkdir(join(dir, 'logs'));
   return { dir, receiver, config, env: { TEST_OTLP_ENDPOINT: receiver.url } };
 }
 

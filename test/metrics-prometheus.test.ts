@@ -10,7 +10,7 @@ import { batchFromLines } from '../src/event.js';
 import { PrometheusExporterSink } from '../src/sinks/prometheus_exporter.js';
 import { checkpointLags, collectMetrics, type MetricEvent } from '../src/sources/internal_metrics/collect.js';
 import { BUFFER_EVENTS, COMPONENT_ERRORS, EVENTS_DISCARDED, Telemetry, TRANSFORM_BATCH_SECONDS } from '../src/telemetry.js';
-import { JSON_PARSER_WASM, startCli, tempDir, tomlString } from './support/cli.js';
+import { JSON_PARSER_WASM, startCli, tempDir, tomlString, writeLogsConfig } from './support/cli.js';
 import { httpGet, loggedUrl } from './support/ops.js';
 import { pollUntil } from './support/poll.js';
 import { parsePrometheusText, type PromExposition } from './support/prom-text.js';
@@ -113,18 +113,8 @@ describe('prometheus_exporter rendering', () => {
 
 describe('/metrics through the CLI', () => {
   it('reports what a real run moved: events and bytes per component, wasm batch time, buffer, checkpoint lag', async () => {
-    const dir = await tempDir();
-    await mkdir(join(dir, 'logs'));
-    const config = join(dir, 'vector.toml');
-    await writeFile(
-      config,
-      `data_dir = ${tomlString(join(dir, 'data'))}
-
-[sources.logs]
-type = "file"
-include = [${tomlString(join(dir, 'logs', '*.log'))}]
-
-[transforms.parse]
+    const { dir, config } = await writeLogsConfig(
+      (dir) => `[transforms.parse]
 type = "wasm"
 inputs = ["logs"]
 module = ${tomlString(JSON_PARSER_WASM)}

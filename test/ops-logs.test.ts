@@ -3,11 +3,11 @@
  * level from LOG_LEVEL or --verbose/--quiet, rate-limited per (event, component) with a count of
  * what was suppressed, counters unaffected.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LOG_RATE_LIMIT_MS, Telemetry, type LogRecord } from '../src/telemetry.js';
-import { runCli, tempDir, tomlString } from './support/cli.js';
+import { runCli, writeLogsConfig } from './support/cli.js';
 import { logRecords } from './support/ops.js';
 
 describe('rate-limited logs', () => {
@@ -32,21 +32,8 @@ describe('rate-limited logs', () => {
 
 describe('log level through the CLI', () => {
   it('takes LOG_LEVEL, and --verbose / --quiet over it', async () => {
-    const dir = await tempDir();
-    await mkdir(join(dir, 'logs'));
-    await writeFile(join(dir, 'logs', 'a.log'), 'x\n');
-    const config = join(dir, 'vector.toml');
-    await writeFile(
-      config,
-      `data_dir = ${tomlString(join(dir, 'data'))}
-[sources.logs]
-type = "file"
-include = [${tomlString(join(dir, 'logs', '*.log'))}]
-[sinks.out]
-type = "blackhole"
-inputs = ["logs"]
-`,
-    );
+    const { logs, config } = await writeLogsConfig(() => `[sinks.out]\ntype = "blackhole"\ninputs = ["logs"]\n`);
+    await writeFile(join(logs, 'a.log'), 'x\n');
     const levels = async (args: string[], env: Record<string, string>) => {
       const result = await runCli(['replay', '--config', config, ...args], { env });
       expect(result.code, result.stderr).toBe(0);

@@ -3,7 +3,7 @@
  * process and collects its output, for end-to-end tests.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { onTestFinished } from 'vitest';
@@ -62,4 +62,35 @@ export async function tempDir(prefix = 'logwasm-'): Promise<string> {
 /** TOML string literal for a path or value. */
 export function tomlString(value: string): string {
   return JSON.stringify(value);
+}
+
+export interface LogsConfig {
+  /** The temp directory holding everything below (removed when the test finishes). */
+  dir: string;
+  /** `dir/logs`, tailed by the `logs` source. */
+  logs: string;
+  /** Path of the written vector.toml. */
+  config: string;
+}
+
+/**
+ * Writes a config whose `data_dir` and `[sources.logs]` (a `file` source over `logs/*.log`) live in a
+ * fresh temp dir, followed by `rest` (the components under test), for end-to-end tests.
+ */
+export async function writeLogsConfig(rest: (dir: string) => string): Promise<LogsConfig> {
+  const dir = await tempDir();
+  const logs = join(dir, 'logs');
+  await mkdir(logs);
+  const config = join(dir, 'vector.toml');
+  await writeFile(
+    config,
+    `data_dir = ${tomlString(join(dir, 'data'))}
+
+[sources.logs]
+type = "file"
+include = [${tomlString(join(logs, '*.log'))}]
+
+${rest(dir)}`,
+  );
+  return { dir, logs, config };
 }
