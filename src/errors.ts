@@ -1,12 +1,12 @@
 /**
  * Every error logwasm raises on purpose is one of these classes. `code` is stable: tests,
- * telemetry and worker results carry the code, never the message text.
+ * telemetry and worker results carry the code, never the message text. `name` is the class name.
  */
 export class LogwasmError extends Error {
   readonly code: string = 'LOGWASM_ERROR';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
-    this.name = 'LogwasmError';
+    this.name = new.target.name;
   }
 }
 
@@ -22,7 +22,6 @@ export class ConfigError extends LogwasmError {
   readonly problems: readonly ConfigProblem[];
   constructor(problems: readonly ConfigProblem[]) {
     super(problems.map(formatProblem).join('\n'));
-    this.name = 'ConfigError';
     this.problems = problems;
   }
 }
@@ -34,58 +33,19 @@ export function formatProblem(problem: ConfigProblem): string {
 /** A wasm module does not satisfy the plugin ABI (missing export, wrong arity, forbidden import). */
 export class PluginAbiError extends LogwasmError {
   override readonly code = 'LOGWASM_PLUGIN_ABI';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'PluginAbiError';
-  }
 }
 
-/** A plugin call trapped, returned an out-of-bounds result, or exceeded a limit. */
-export class PluginFailureError extends LogwasmError {
-  override readonly code = 'LOGWASM_PLUGIN_FAILURE';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'PluginFailureError';
-  }
+/** A plugin's module file could not be read or is not valid WebAssembly. */
+export class PluginLoadError extends LogwasmError {
+  override readonly code = 'LOGWASM_PLUGIN_LOAD';
 }
 
-/** A file could not be read, or a checkpoint could not be written or parsed. */
-export class FileSourceError extends LogwasmError {
-  override readonly code = 'LOGWASM_FILE_SOURCE';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'FileSourceError';
-  }
-}
-
-/** A sink could not deliver a batch and gave up on it. */
-export class DeliveryError extends LogwasmError {
-  override readonly code = 'LOGWASM_DELIVERY_FAILED';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'DeliveryError';
-  }
+/** A sink's TLS files (`tls.ca_file`, `tls.crt_file`, `tls.key_file`) could not be read. */
+export class TlsFileError extends LogwasmError {
+  override readonly code = 'LOGWASM_TLS_FILE';
 }
 
 /** Exit codes, as Vector uses them (sysexits.h). */
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_CONFIG = 78;
-
-/** A plugin's module file could not be read or is not valid WebAssembly. */
-export class PluginLoadError extends LogwasmError {
-  override readonly code = 'LOGWASM_PLUGIN_LOAD';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'PluginLoadError';
-  }
-}
-
-/** A sink's TLS files (`tls.ca_file`, `tls.crt_file`, `tls.key_file`) could not be read. */
-export class TlsFileError extends LogwasmError {
-  override readonly code = 'LOGWASM_TLS_FILE';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'TlsFileError';
-  }
-}
