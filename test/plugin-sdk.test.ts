@@ -8,11 +8,12 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import type { ComponentContext } from '../src/components.js';
 import { PluginAbiError } from '../src/errors.js';
 import { Telemetry } from '../src/telemetry.js';
-import { DEFAULT_HEAP_MEMORY_SIZE, DEFAULT_MAX_OUTPUT_BYTES, wasmTransform } from '../src/transforms/wasm/index.js';
+import { wasmTransform } from '../src/transforms/wasm/index.js';
 import { PluginRunner } from '../src/wasm-memory/runner.js';
 import { compileModuleSync, instantiate, moduleExports, moduleImports } from '../src/wasm-memory/wasm-api.js';
 import { fromBatchLayout, toBatchLayout } from './support/wasm-fixtures.js';
 import { linesFixtures, pluginWasm } from './support/wasm-plugin-fixtures.js';
+import { wasmConfig } from './support/wasm-config.js';
 
 const decoder = new TextDecoder();
 const SDK_PLUGINS = ['redact', 'sampler'] as const;
@@ -100,20 +101,7 @@ describe('redact through the wasm transform in real workers', () => {
     const telemetry = new Telemetry(() => undefined, 'error');
     const context: ComponentContext = { id: 'redact', dataDir: '/nonexistent', mode: 'replay', telemetry };
     const transform = wasmTransform.build(
-      {
-        module: pluginWasm('redact'),
-        options: { card_mask: '<card>', email_mask: '<email>' },
-        dropOnError: false,
-        rerouteDropped: false,
-        poolSize: 2,
-        timeoutMs: 60_000,
-        heapMemorySize: DEFAULT_HEAP_MEMORY_SIZE,
-        maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES,
-        abi: 'logwasm',
-        functionName: '',
-        wasi: false,
-        hotReload: false,
-      },
+      wasmConfig(pluginWasm('redact'), { options: { card_mask: '<card>', email_mask: '<email>' } }),
       context,
     );
     onTestFinished(() => transform.stop());

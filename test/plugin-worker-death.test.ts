@@ -12,9 +12,10 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import type { ComponentContext } from '../src/components.js';
 import type { LineBatch } from '../src/event.js';
 import { Telemetry, type LogRecord } from '../src/telemetry.js';
-import { DEFAULT_HEAP_MEMORY_SIZE, DEFAULT_MAX_OUTPUT_BYTES, wasmTransform, type WasmTransformConfig } from '../src/transforms/wasm/index.js';
+import { wasmTransform, type WasmTransformConfig } from '../src/transforms/wasm/index.js';
 import { fromBatchLayout, toBatchLayout } from './support/wasm-fixtures.js';
 import { ECHO_BODY, guestWat, watBytes } from './support/wasm-wat.js';
+import { wasmConfig } from './support/wasm-config.js';
 
 const DYING_WORKER = fileURLToPath(new URL('./support/wasm-dying-worker.mjs', import.meta.url));
 const KILL = 'kill-this-worker';
@@ -29,22 +30,7 @@ async function setup(overrides: Partial<WasmTransformConfig>): Promise<{ process
   const logs: LogRecord[] = [];
   const telemetry = new Telemetry((r) => logs.push(r), 'debug');
   const context: ComponentContext = { id: 'echo', dataDir: '/nonexistent', mode: 'replay', telemetry };
-  const config: WasmTransformConfig = {
-    module,
-    options: {},
-    dropOnError: false,
-    rerouteDropped: false,
-    poolSize: 2,
-    timeoutMs: 60_000,
-    heapMemorySize: DEFAULT_HEAP_MEMORY_SIZE,
-    maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES,
-    abi: 'logwasm',
-    functionName: '',
-    wasi: false,
-    hotReload: false,
-    workerScript: DYING_WORKER,
-    ...overrides,
-  };
+  const config: WasmTransformConfig = wasmConfig(module, { workerScript: DYING_WORKER, ...overrides });
   const transform = wasmTransform.build(config, context);
   onTestFinished(() => transform.stop());
   await transform.start();

@@ -8,10 +8,11 @@ import { ConfigReader } from '../src/config/reader.js';
 import type { ConfigProblem } from '../src/errors.js';
 import type { BatchMeta, LineBatch } from '../src/event.js';
 import { Telemetry, type LogRecord } from '../src/telemetry.js';
-import { DEFAULT_HEAP_MEMORY_SIZE, DEFAULT_MAX_OUTPUT_BYTES, wasmTransform, type WasmTransformConfig } from '../src/transforms/wasm/index.js';
+import { wasmTransform, type WasmTransformConfig } from '../src/transforms/wasm/index.js';
 import { JSON_PARSER_WASM, fromBatchLayout, jsonParserFixtures, toBatchLayout } from './support/wasm-fixtures.js';
 import { pollUntil } from './support/poll.js';
 import { ECHO_BODY, FULL_GUEST_WAT, guestWat, watBytes } from './support/wasm-wat.js';
+import { wasmConfig } from './support/wasm-config.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -34,21 +35,7 @@ function setup(overrides: Partial<WasmTransformConfig>): { transform: Transform;
   const logs: LogRecord[] = [];
   const telemetry = new Telemetry((record) => logs.push(record), 'debug');
   const context: ComponentContext = { id: 'parse', dataDir: '/nonexistent', mode: 'replay', telemetry };
-  const config: WasmTransformConfig = {
-    module: JSON_PARSER_WASM,
-    options: {},
-    dropOnError: false,
-    rerouteDropped: false,
-    poolSize: 2,
-    timeoutMs: 60_000,
-    heapMemorySize: DEFAULT_HEAP_MEMORY_SIZE,
-    maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES,
-    abi: 'logwasm',
-    functionName: '',
-    wasi: false,
-    hotReload: false,
-    ...overrides,
-  };
+  const config: WasmTransformConfig = wasmConfig(JSON_PARSER_WASM, overrides);
   const transform = wasmTransform.build(config, context);
   onTestFinished(() => transform.stop());
   return { transform, telemetry, logs };
