@@ -4,10 +4,10 @@
  * restarted, and must deliver every line at least once. The only lines sent twice may be those
  * past the checkpoint that was on disk when it died (sent, not yet durably acknowledged).
  */
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startCli, tempDir, tomlString } from './support/cli.js';
+import { startCli, writeLogsConfig } from './support/cli.js';
 import { startOtlpReceiver } from './support/otlp-receiver.js';
 import { pollUntil } from './support/poll.js';
 
@@ -20,29 +20,18 @@ function line(i: number): string {
 
 describe('file source: kill -9 and restart', () => {
   it('delivers every line at least once; duplicates are only lines past the durable checkpoint', async () => {
-    const dir = await tempDir('logwasm-crash-');
     const receiver = await startOtlpReceiver();
     onTestFinished(() => receiver.close());
-    const logs = join(dir, 'logs');
-    const file = join(logs, 'app.log');
-    const dataDir = join(dir, 'data');
-    const config = join(dir, 'vector.toml');
-    await mkdir(logs);
-    await writeFile(
-      config,
-      `data_dir = ${tomlString(dataDir)}
-
-[sources.logs]
-type = "file"
-include = [${tomlString(join(logs, '*.log'))}]
-
-[sinks.otlp]
+    const { dir, logs, config } = await writeLogsConfig(
+      () => `[sinks.otlp]
 type = "opentelemetry"
 inputs = ["logs"]
 endpoint = "\${TEST_OTLP_ENDPOINT}"
 encoding = "protobuf"
 `,
     );
+    const file = join(logs, 'app.log');
+    const dataDir = join(dir, 'data');
     const env = { TEST_OTLP_ENDPOINT: receiver.url };
     await writeFile(file, '');
 
