@@ -18,74 +18,109 @@ import { gunzipSync } from 'node:zlib';
 
 const stats = { records: 0, requests: 0, badRequests: 0, bodyBytes: 0 };
 
-/** Reads a varint at `at`; returns [value, next offset]. Values above 2^53 lose precision (unused here). */
-function varint(buf, at) {
+/**
+ * The decoder keeps its cursor in module state instead of returning [value, offset] pairs or
+ * calling back per field: the receiver shares the benchmark's 2 cores with logwasm, so every
+ * allocation per field is CPU taken from the system under test.
+ */
+let cursor = 0;
+
+/** Reads a varint at `cursor` and advances it. Values above 2^53 lose precision (unused here). */
+function varint(buf) {
+  let at = cursor;
+  let byte = buf[at++];
+  if (byte < 0x80 && at <= buf.length) {
+    cursor = at;
+    return byte;
+  }
   let value = 0;
   let scale = 1;
+  at = cursor;
   for (let i = 0; i < 10; i++) {
     if (at >= buf.length) throw new Error('truncated varint');
-    const byte = buf[at++];
+    byte = buf[at++];
     value += (byte & 0x7f) * scale;
-    if (byte < 0x80) return [value, at];
+    if (byte < 0x80) {
+      cursor = at;
+      return value;
+    }
     scale *= 128;
   }
   throw new Error('varint longer than 10 bytes');
 }
 
-/** Calls `onField(field, wireType, start, end)` for each field of the message in buf[from, to). */
-function walk(buf, from, to, onField) {
-  let at = from;
-  while (at < to) {
-    let key;
-    [key, at] = varint(buf, at);
-    const field = Math.floor(key / 8);
-    const wire = key & 7;
-    let start = at;
-    switch (wire) {
-      case 0:
-        [, at] = varint(buf, at);
-        break;
-      case 1:
-        at += 8;
-        break;
-      case 2: {
-        let len;
-        [len, start] = varint(buf, at);
-        at = start + len;
-        break;
-      }
-      case 5:
-        at += 4;
-        break;
-      default:
-        throw new Error(`unsupported wire type ${wire}`);
+/**
+ * Reads one field key at `cursor` and skips its value, checking it ends by `to`. Returns the
+ * key (field * 8 + wire type); a length-delimited value's bounds are left in `valueStart` and
+ * `cursor` (its end).
+ */
+let valueStart = 0;
+function field(buf, to) {
+  const key = varint(buf);
+  const wire = key & 7;
+  valueStart = cursor;
+  switch (wire) {
+    case 0:
+      varint(buf);
+      break;
+    case 1:
+      cursor += 8;
+      break;
+    case 2: {
+      const len = varint(buf);
+      valueStart = cursor;
+      cursor += len;
+      break;
     }
-    if (field === 0 || at > to) throw new Error('malformed field');
-    onField(field, wire, start, at);
+    case 5:
+      cursor += 4;
+      break;
+    default:
+      throw new Error(`unsupported wire type ${wire}`);
   }
+  if (key < 8 || cursor > to) throw new Error('malformed field');
+  return key;
 }
+
+/** Checks that buf[from, to) is a sequence of well-formed fields. */
+function skipMessage(buf, from, to) {
+  cursor = from;
+  while (cursor < to) field(buf, to);
+}
+
+const RESOURCE_LOGS = (1 << 3) | 2;
+const SCOPE_LOGS = (2 << 3) | 2;
+const LOG_RECORDS = (2 << 3) | 2;
+const BODY = (5 << 3) | 2;
 
 /** Counts LogRecords in an ExportLogsServiceRequest; throws on malformed input or a record without body. */
 export function countLogRecords(buf) {
   let records = 0;
-  walk(buf, 0, buf.length, (field, wire, start, end) => {
-    if (field !== 1 || wire !== 2) return; // resource_logs
-    walk(buf, start, end, (f2, w2, s2, e2) => {
-      if (f2 !== 2 || w2 !== 2) return; // scope_logs
-      walk(buf, s2, e2, (f3, w3, s3, e3) => {
-        if (f3 !== 2 || w3 !== 2) return; // log_records
+  cursor = 0;
+  while (cursor < buf.length) {
+    if (field(buf, buf.length) !== RESOURCE_LOGS) continue;
+    const resourceEnd = cursor;
+    cursor = valueStart;
+    while (cursor < resourceEnd) {
+      if (field(buf, resourceEnd) !== SCOPE_LOGS) continue;
+      const scopeEnd = cursor;
+      cursor = valueStart;
+      while (cursor < scopeEnd) {
+        if (field(buf, scopeEnd) !== LOG_RECORDS) continue;
+        const recordEnd = cursor;
+        cursor = valueStart;
         let hasBody = false;
-        walk(buf, s3, e3, (f4, w4, s4, e4) => {
-          if (f4 === 5 && w4 === 2) {
-            hasBody = true;
-            walk(buf, s4, e4, () => {}); // AnyValue: well-formed
-          }
-        });
+        while (cursor < recordEnd) {
+          if (field(buf, recordEnd) !== BODY) continue;
+          hasBody = true;
+          const bodyEnd = cursor;
+          skipMessage(buf, valueStart, bodyEnd); // AnyValue: well-formed
+        }
         if (!hasBody) throw new Error('log record without body');
         records++;
-      });
-    });
-  });
+      }
+    }
+  }
   return records;
 }
 
