@@ -24,7 +24,7 @@
  * destroys the connection of the next n requests once their body arrived, without answering;
  * `delayEach(ms)` answers every later request only after `ms`; `partialSuccessNext(n, rejected,
  * message)` stores the records but answers 200 with an OTLP partial success.
- * Every request's arrival time is in `requests[i].at` (Date.now()).
+ * Every request's arrival time is in `requests[i].at` (Date.now()), its body's size in `bodyBytes`.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -72,6 +72,8 @@ export interface ReceivedRequest {
   error?: string;
   /** Date.now() when its body had arrived. */
   at: number;
+  /** Length of the body as received (compressed, when it was). */
+  bodyBytes: number;
 }
 
 export interface FailOptions {
@@ -154,6 +156,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       status: 200,
       recordCount: 0,
       at: Date.now(),
+      bodyBytes: raw.length,
     };
     const index = requests.push(entry) - 1;
     const reply = (status: number, body: Uint8Array | string, type = 'text/plain', headers: Record<string, string> = {}): void => {

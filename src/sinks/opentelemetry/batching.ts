@@ -1,6 +1,6 @@
 /**
  * The delivery engine of the opentelemetry sink: accumulates records across writes into requests
- * of up to `maxEvents`, sends at most `maxInFlight` requests at a time, retries a failed request
+ * of up to `maxEvents` records and `maxBytes` bytes, sends at most `maxInFlight` requests at a time, retries a failed request
  * with exponential backoff and jitter, and resolves each `write()` only when every one of its
  * records was accepted (or given up on, and reported through `DeliveryEvents`).
  *
@@ -27,6 +27,13 @@ export interface SegmentOps<S> {
   count(segment: S): number;
   /** Records `[from, to)` of `segment`, as a segment. */
   slice(segment: S, from: number, to: number): S;
+  /**
+   * Bytes `segment` adds to a request body, for `maxBytes`. It must grow with the records a
+   * slice holds (a request is cut at the largest prefix that fits). Without it, sizes are ignored.
+   */
+  bytes?(segment: S): number;
+  /** Bytes of a request body before any segment (e.g. a JSON envelope). */
+  baseBytes?: number;
 }
 
 /** Segments that are plain arrays of records. */
@@ -46,6 +53,11 @@ export interface RetryPolicy {
 
 export interface DeliveryOptions {
   maxEvents: number;
+  /**
+   * Most bytes in one request body (as `SegmentOps.bytes` counts them): a request is cut before
+   * the record that would take it beyond. A record bigger than this on its own goes alone.
+   */
+  maxBytes?: number;
   /** A partly filled request leaves this long after its first record arrived. */
   batchTimeoutMs: number;
   maxInFlight: number;
@@ -89,6 +101,8 @@ interface Share {
 interface Buffered<S> {
   segment: S;
   count: number;
+  /** What `segment` adds to a request (0 when sizes are not counted). */
+  bytes: number;
   ticket: Ticket;
 }
 
@@ -119,6 +133,10 @@ interface Arrival<S> {
 export class Delivery<S> {
   private buffer: Buffered<S>[] = [];
   private bufferCount = 0;
+  /** Sum of the buffered segments' `bytes`. */
+  private bufferBytes = 0;
+  /** `maxBytes`, when the segments can be sized; otherwise sizes are not computed at all. */
+  private readonly maxBytes: number | undefined;
   /** Admitted writes in admission order; they enter `buffer` in this order once produced. */
   private readonly arrivals: Arrival<S>[] = [];
   private batchTimer: NodeJS.Timeout | undefined;
@@ -140,6 +158,7 @@ export class Delivery<S> {
     private readonly ops: SegmentOps<S> = ARRAY_SEGMENTS as unknown as SegmentOps<S>,
   ) {
     this.random = options.random ?? Math.random;
+    this.maxBytes = ops.bytes !== undefined ? options.maxBytes : undefined;
   }
 
   /** Records queued: buffered, waiting for a request slot, or in flight (including backoff). */
@@ -214,11 +233,13 @@ export class Delivery<S> {
         this.release([{ ticket: arrival.ticket, count: arrival.count }]);
         continue;
       }
-      this.buffer.push({ segment: arrival.segment, count: arrival.count, ticket: arrival.ticket });
+      const bytes = this.bytesOf(arrival.segment);
+      this.buffer.push({ segment: arrival.segment, count: arrival.count, bytes, ticket: arrival.ticket });
       this.bufferCount += arrival.count;
+      this.bufferBytes += bytes;
     }
-    while (this.bufferCount >= this.options.maxEvents) this.cut(this.options.maxEvents);
-    if (this.stopping) this.cut(this.bufferCount);
+    while (this.bufferCount >= this.options.maxEvents || this.bytesFull()) this.cut(this.options.maxEvents);
+    if (this.stopping) this.flush();
     this.armBatchTimer();
     this.pump();
   }
@@ -229,7 +250,7 @@ export class Delivery<S> {
    */
   async stop(deadlineMs?: number): Promise<void> {
     this.stopping = true;
-    this.cut(this.bufferCount);
+    this.flush();
     this.armBatchTimer();
     this.pump();
     const idle = new Promise<void>((resolve) => {
@@ -273,32 +294,84 @@ export class Delivery<S> {
     }
   }
 
-  /** Takes the first `count` buffered records (cutting a segment if needed) as one request. */
+  private bytesOf(segment: S): number {
+    return this.maxBytes === undefined ? 0 : this.ops.bytes!(segment);
+  }
+
+  /** True when what is buffered reaches `maxBytes` as one request: nothing more would fit. */
+  private bytesFull(): boolean {
+    return this.maxBytes !== undefined && this.bufferCount > 0 && (this.ops.baseBytes ?? 0) + this.bufferBytes >= this.maxBytes;
+  }
+
+  /** Cuts everything buffered into requests (several when the limits ask for it). */
+  private flush(): void {
+    while (this.bufferCount > 0) this.cut(this.options.maxEvents);
+  }
+
+  /**
+   * Takes the first buffered records, at most `count` and at most `maxBytes` of them (cutting a
+   * segment if needed, at a record boundary), as one request. Takes at least one record: a record
+   * bigger than `maxBytes` is sent alone rather than never.
+   */
   private cut(count: number): void {
     if (count <= 0 || this.bufferCount === 0) return;
     const segments: S[] = [];
     const owners: Share[] = [];
+    const maxBytes = this.maxBytes ?? Number.POSITIVE_INFINITY;
+    let bytes = this.ops.baseBytes ?? 0;
     let taken = 0;
     let used = 0;
     while (taken < count && used < this.buffer.length) {
       const entry = this.buffer[used]!;
       const want = count - taken;
-      if (entry.count <= want) {
+      if (entry.count <= want && bytes + entry.bytes <= maxBytes) {
         segments.push(entry.segment);
         owners.push({ ticket: entry.ticket, count: entry.count });
         taken += entry.count;
+        bytes += entry.bytes;
+        this.bufferBytes -= entry.bytes;
         used++;
-      } else {
-        segments.push(this.ops.slice(entry.segment, 0, want));
-        owners.push({ ticket: entry.ticket, count: want });
-        entry.segment = this.ops.slice(entry.segment, want, entry.count);
-        entry.count -= want;
-        taken += want;
+        continue;
       }
+      let take = Math.min(want, entry.count);
+      if (this.maxBytes !== undefined && bytes + this.bytesOf(this.ops.slice(entry.segment, 0, take)) > maxBytes) {
+        take = this.fit(entry.segment, take, maxBytes - bytes);
+      }
+      if (take === 0 && taken === 0) take = 1;
+      if (take === entry.count) {
+        // Only reached for a lone oversized record: the whole entry goes.
+        segments.push(entry.segment);
+        owners.push({ ticket: entry.ticket, count: entry.count });
+        taken += entry.count;
+        this.bufferBytes -= entry.bytes;
+        used++;
+      } else if (take > 0) {
+        segments.push(this.ops.slice(entry.segment, 0, take));
+        owners.push({ ticket: entry.ticket, count: take });
+        entry.segment = this.ops.slice(entry.segment, take, entry.count);
+        entry.count -= take;
+        this.bufferBytes -= entry.bytes;
+        entry.bytes = this.bytesOf(entry.segment);
+        this.bufferBytes += entry.bytes;
+        taken += take;
+      }
+      break;
     }
     this.buffer.splice(0, used);
     this.bufferCount -= taken;
     this.ready.push({ segments, count: taken, owners, attempts: 0, abandoned: false });
+  }
+
+  /** The most records (up to `limit`) at the start of `segment` whose slice is at most `budget` bytes. */
+  private fit(segment: S, limit: number, budget: number): number {
+    let lo = 0;
+    let hi = limit;
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (this.bytesOf(this.ops.slice(segment, 0, mid)) <= budget) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
   }
 
   private armBatchTimer(): void {
@@ -311,7 +384,7 @@ export class Delivery<S> {
     // Not unref'd: a pending partial batch must keep the process alive until it is sent.
     this.batchTimer = setTimeout(() => {
       this.batchTimer = undefined;
-      this.cut(this.bufferCount);
+      this.flush();
       this.pump();
     }, this.options.batchTimeoutMs);
   }
@@ -419,6 +492,7 @@ export class Delivery<S> {
       const count = this.bufferCount;
       this.buffer = [];
       this.bufferCount = 0;
+      this.bufferBytes = 0;
       this.events.undelivered(count, reason);
       this.release(owners);
     }

@@ -19,7 +19,7 @@ import type { LineBatch } from '../../event.js';
 import type { Telemetry } from '../../telemetry.js';
 import { Delivery, type SegmentOps, type Send, type SendOutcome } from './batching.js';
 import { jsonRequestBody } from './encode-json.js';
-import { requestBody, sliceCount, type EncodedSlice } from './encode.js';
+import { entrySize, requestBody, sliceCount, type EncodedSlice } from './encode.js';
 import {
   otlpEncodedOnMainThread,
   otlpEventsReceived,
@@ -68,6 +68,11 @@ export const DEFAULT_OTLP_COMPRESSION: OtlpCompression = 'none';
 export const DEFAULT_SERVICE_NAME = 'logwasm';
 /** `batch.max_events`: most records in one export request. */
 export const DEFAULT_BATCH_MAX_EVENTS = 1000;
+/**
+ * `batch.max_bytes`: most bytes of one request body, before compression (Vector's default for its
+ * HTTP-based sinks). A single record bigger than this is sent alone.
+ */
+export const DEFAULT_BATCH_MAX_BYTES = 10_000_000;
 /** `batch.timeout_secs`: a partly filled request is sent this long after its first record. */
 export const DEFAULT_BATCH_TIMEOUT_SECS = 1;
 /** `request.timeout_secs`: one HTTP attempt (with the exporter's own quick retries) ends after this. */
@@ -96,6 +101,7 @@ export interface OpentelemetrySinkConfig {
   headers: Record<string, string>;
   serviceName: string;
   batchMaxEvents: number;
+  batchMaxBytes: number;
   batchTimeoutSecs: number;
   requestTimeoutSecs: number;
   concurrency: number;
@@ -168,7 +174,7 @@ export function parseOpentelemetryConfig(reader: ConfigReader, env: NodeJS.Proce
   const batch = from('batch').table('batch');
   const batchMaxEvents = batch.number('max_events', DEFAULT_BATCH_MAX_EVENTS, { integer: true, min: 1 });
   const batchTimeoutSecs = batch.number('timeout_secs', DEFAULT_BATCH_TIMEOUT_SECS, { min: 0.001 });
-  batch.accept('max_bytes');
+  const batchMaxBytes = batch.number('max_bytes', DEFAULT_BATCH_MAX_BYTES, { integer: true, min: 1 });
   batch.finish();
 
   const request = from('request').table('request');
@@ -218,6 +224,7 @@ export function parseOpentelemetryConfig(reader: ConfigReader, env: NodeJS.Proce
     headers,
     serviceName,
     batchMaxEvents,
+    batchMaxBytes,
     batchTimeoutSecs,
     requestTimeoutSecs,
     concurrency,
@@ -430,11 +437,27 @@ export async function checkOpentelemetryHealth(config: OpentelemetrySinkConfig):
   return outcome.status === 'sent' ? undefined : `${outcome.reason} (${redactedUrl(config.endpoint)})`;
 }
 
-/** Encoded slices are cut without copying: a slice of a slice is a narrower record range. */
-const SLICE_SEGMENTS: SegmentOps<EncodedSlice> = {
-  count: sliceCount,
-  slice: (segment, from, to) => ({ batch: segment.batch, from: segment.from + from, to: segment.from + to }),
-};
+/**
+ * Encoded slices are cut without copying: a slice of a slice is a narrower record range. Their
+ * size in a request body is what `requestBody` (protobuf) or `jsonRequestBody` writes for them.
+ */
+function sliceSegments(codec: OtlpCodec): SegmentOps<EncodedSlice> {
+  const slice = (segment: EncodedSlice, from: number, to: number): EncodedSlice => ({
+    batch: segment.batch,
+    from: segment.from + from,
+    to: segment.from + to,
+  });
+  if (codec === 'protobuf') return { count: sliceCount, slice, bytes: entrySize };
+  // jsonRequestBody: `{"resourceLogs":[` entries joined by `,` `]}`; an entry is the resource
+  // opening, the records without the comma before the first one, and `]}]}`.
+  return {
+    count: sliceCount,
+    slice,
+    baseBytes: JSON_ENVELOPE_BYTES - 1,
+    bytes: ({ batch, from, to }) => 1 + batch.resourceEnd + batch.offsets[to]! - batch.offsets[from]! - (to > from ? 1 : 0) + 4,
+  };
+}
+const JSON_ENVELOPE_BYTES = jsonRequestBody([]).length;
 
 function countSlices(slices: readonly EncodedSlice[]): number {
   let count = 0;
@@ -482,6 +505,7 @@ export class OpentelemetrySink implements Sink {
       ),
       {
         maxEvents: config.batchMaxEvents,
+        maxBytes: config.batchMaxBytes,
         batchTimeoutMs: config.batchTimeoutSecs * 1000,
         maxInFlight: config.concurrency,
         // `buffer.max_events` waiting, on top of what fills every in-flight request slot.
@@ -500,7 +524,7 @@ export class OpentelemetrySink implements Sink {
         undelivered: (count, reason) => otlpRecordsUndelivered(telemetry, id, count, reason),
         dropped: (count) => otlpBufferDropped(telemetry, id, count),
       },
-      SLICE_SEGMENTS,
+      sliceSegments(config.codec),
     );
   }
 
