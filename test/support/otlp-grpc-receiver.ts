@@ -7,16 +7,22 @@
  *   onTestFinished(() => receiver.close());
  *   // point a sink at receiver.url ("http://127.0.0.1:PORT") with protocol = "grpc"
  *
- * `failNext(n, code)` answers the next n calls with that gRPC status and stores nothing from them.
+ * `failNext(n, code)` answers the next n calls with that gRPC status and stores nothing from them;
+ * `failNext(n, code, { retryDelayMs })` adds what the OTel Collector sends with UNAVAILABLE and
+ * RESOURCE_EXHAUSTED: a `grpc-status-details-bin` trailer, a `google.rpc.Status` whose details hold
+ * a `google.rpc.RetryInfo` with that `retry_delay`. `partialSuccessNext(n, rejected, message)`
+ * stores the next n calls' records but answers OK with an OTLP partial success. Every call's
+ * arrival time is in `calls[i].at` (Date.now()).
  * With `tls`, it serves TLS with the given key and certificate (and, with `ca`, requires clients
  * to present a certificate signed by it).
  */
-import { Server, ServerCredentials, status as grpcStatus, type Metadata, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { Metadata, Server, ServerCredentials, status as grpcStatus, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 
 const root = protobuf.loadSync(fileURLToPath(new URL('./otlp-logs.proto', import.meta.url)));
 const ExportLogsServiceRequest = root.lookupType('opentelemetry.proto.ExportLogsServiceRequest');
+const ExportLogsServiceResponse = root.lookupType('opentelemetry.proto.ExportLogsServiceResponse');
 
 export interface GrpcReceivedRecord {
   body: unknown;
@@ -28,13 +34,22 @@ export interface GrpcReceivedCall {
   code: number;
   recordCount: number;
   metadata: Metadata;
+  /** Date.now() when the call arrived. */
+  at: number;
+}
+
+export interface GrpcFailOptions {
+  /** Sent as a google.rpc.RetryInfo in the `grpc-status-details-bin` trailer. */
+  retryDelayMs?: number;
 }
 
 export interface OtlpGrpcReceiver {
   url: string;
   records: GrpcReceivedRecord[];
   calls: GrpcReceivedCall[];
-  failNext(count: number, code: number): void;
+  failNext(count: number, code: number, options?: GrpcFailOptions): void;
+  /** Store the next `count` calls' records but answer with an OTLP partial success. */
+  partialSuccessNext(count: number, rejected: number, message: string): void;
   describe(): string;
   close(): Promise<void>;
 }
@@ -49,7 +64,8 @@ export interface GrpcReceiverTls {
 export async function startOtlpGrpcReceiver(options: { tls?: GrpcReceiverTls } = {}): Promise<OtlpGrpcReceiver> {
   const records: GrpcReceivedRecord[] = [];
   const calls: GrpcReceivedCall[] = [];
-  const failures: number[] = [];
+  const failures: { code: number; retryDelayMs?: number }[] = [];
+  const partials: { rejected: number; message: string }[] = [];
   const server = new Server();
   const passthrough = (value: Buffer): Buffer => value;
   server.addService(
@@ -66,12 +82,15 @@ export async function startOtlpGrpcReceiver(options: { tls?: GrpcReceiverTls } =
     },
     {
       export: (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
-        const entry: GrpcReceivedCall = { code: grpcStatus.OK, recordCount: 0, metadata: call.metadata };
+        const entry: GrpcReceivedCall = { code: grpcStatus.OK, recordCount: 0, metadata: call.metadata, at: Date.now() };
         calls.push(entry);
         const injected = failures.shift();
         if (injected !== undefined) {
-          entry.code = injected;
-          callback({ code: injected, details: `injected failure ${injected}` });
+          entry.code = injected.code;
+          const details = `injected failure ${injected.code}`;
+          const trailer = new Metadata();
+          if (injected.retryDelayMs !== undefined) trailer.set('grpc-status-details-bin', statusWithRetryInfo(injected.code, details, injected.retryDelayMs));
+          callback({ code: injected.code, details, metadata: trailer });
           return;
         }
         let decoded: GrpcReceivedRecord[];
@@ -84,7 +103,13 @@ export async function startOtlpGrpcReceiver(options: { tls?: GrpcReceiverTls } =
         }
         records.push(...decoded);
         entry.recordCount = decoded.length;
-        callback(null, Buffer.alloc(0));
+        const partial = partials.shift();
+        if (partial === undefined) {
+          callback(null, Buffer.alloc(0));
+          return;
+        }
+        const response = { partialSuccess: { rejectedLogRecords: partial.rejected, errorMessage: partial.message } };
+        callback(null, Buffer.from(ExportLogsServiceResponse.encode(ExportLogsServiceResponse.fromObject(response)).finish()));
       },
     },
   );
@@ -98,8 +123,13 @@ export async function startOtlpGrpcReceiver(options: { tls?: GrpcReceiverTls } =
     url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     records,
     calls,
-    failNext(count, code) {
-      for (let i = 0; i < count; i++) failures.push(code);
+    failNext(count, code, options = {}) {
+      for (let i = 0; i < count; i++) {
+        failures.push(options.retryDelayMs === undefined ? { code } : { code, retryDelayMs: options.retryDelayMs });
+      }
+    },
+    partialSuccessNext(count, rejected, message) {
+      for (let i = 0; i < count; i++) partials.push({ rejected, message });
     },
     describe() {
       return `${records.length} records from ${calls.length} calls (codes: ${calls.map((c) => c.code).join(',') || 'none'})`;
@@ -126,4 +156,18 @@ function decode(bytes: Buffer): GrpcReceivedRecord[] {
     }
   }
   return out;
+}
+
+/** A serialized google.rpc.Status { code, message, details: [Any(google.rpc.RetryInfo { retry_delay })] }. */
+export function statusWithRetryInfo(code: number, message: string, delayMs: number): Buffer {
+  const { Writer } = protobuf;
+  const duration = Writer.create()
+    .uint32(0x08)
+    .int64(Math.floor(delayMs / 1000))
+    .uint32(0x10)
+    .int32((delayMs % 1000) * 1e6)
+    .finish();
+  const retryInfo = Writer.create().uint32(0x0a).bytes(duration).finish();
+  const any = Writer.create().uint32(0x0a).string('type.googleapis.com/google.rpc.RetryInfo').uint32(0x12).bytes(retryInfo).finish();
+  return Buffer.from(Writer.create().uint32(0x08).int32(code).uint32(0x12).string(message).uint32(0x1a).bytes(any).finish());
 }

@@ -7,7 +7,11 @@
  *   failure without the header; `observeRetryAfter` sees every HTTP response on the transport's
  *   agent, so our own retry loop (`Delivery.holdUntil`) waits as told too.
  * - OTLP partial success (`rejected_log_records`, `error_message`) in a 2xx body: the delegate
- *   only writes it to the OTel diag log; `partialSuccessOf` reads it from the decoded response.
+ *   only writes it to the OTel diag log; `partialSuccessOf` reads it from the decoded response
+ *   (HTTP and gRPC alike).
+ * - Over gRPC, the retry delay a collector puts in a failed call's `grpc-status-details-bin`
+ *   trailer (a `google.rpc.Status` whose details hold a `google.rpc.RetryInfo`, what the OTel
+ *   Collector sends with UNAVAILABLE / RESOURCE_EXHAUSTED): `grpcRetryDelayMs` reads it.
  */
 import type { Agent, ClientRequest, IncomingMessage } from 'node:http';
 
@@ -87,4 +91,105 @@ export function partialSuccessOf(response: unknown): PartialSuccess | undefined 
   const message = typeof partial.errorMessage === 'string' ? partial.errorMessage : '';
   if (!(rejected > 0) && message === '') return undefined;
   return { rejected: Number.isFinite(rejected) && rejected > 0 ? rejected : 0, message };
+}
+
+/** `Any.type_url` of a `google.rpc.RetryInfo` detail. */
+export const RETRY_INFO_TYPE_URL = 'type.googleapis.com/google.rpc.RetryInfo';
+
+/**
+ * Milliseconds of the `RetryInfo.retry_delay` in a serialized `google.rpc.Status` (the
+ * `grpc-status-details-bin` trailer), capped at `MAX_RETRY_AFTER_MS`; undefined when there is
+ * none or the bytes are not readable.
+ */
+export function grpcRetryDelayMs(statusDetails: Uint8Array): number | undefined {
+  try {
+    // google.rpc.Status: details = 3 (repeated google.protobuf.Any).
+    for (const any of fields(statusDetails, 3)) {
+      // Any: type_url = 1, value = 2.
+      const typeUrl = new TextDecoder().decode(fields(any, 1)[0] ?? new Uint8Array());
+      if (typeUrl !== RETRY_INFO_TYPE_URL) continue;
+      // RetryInfo: retry_delay = 1 (google.protobuf.Duration: seconds = 1, nanos = 2, varints).
+      const duration = fields(fields(any, 2)[0] ?? new Uint8Array(), 1)[0];
+      if (duration === undefined) return 0;
+      const seconds = varintField(duration, 1) ?? 0;
+      const nanos = varintField(duration, 2) ?? 0;
+      const ms = seconds * 1000 + Math.floor(nanos / 1e6);
+      return Number.isFinite(ms) && ms >= 0 ? Math.min(MAX_RETRY_AFTER_MS, ms) : undefined;
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
+/** A protobuf reader just big enough for the messages above; throws on malformed input. */
+class ProtoReader {
+  pos = 0;
+  constructor(readonly bytes: Uint8Array) {}
+
+  get done(): boolean {
+    return this.pos >= this.bytes.length;
+  }
+
+  varint(): number {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.bytes.length) throw new Error('truncated varint');
+      const byte = this.bytes[this.pos++]!;
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) return value;
+      scale *= 128;
+    }
+    throw new Error('varint too long');
+  }
+
+  /** Skips a field of `wireType`, or returns its bytes for a LEN field. */
+  value(wireType: number): Uint8Array | number {
+    switch (wireType) {
+      case 0:
+        return this.varint();
+      case 1:
+        this.pos += 8;
+        break;
+      case 2: {
+        const length = this.varint();
+        if (this.pos + length > this.bytes.length) throw new Error('truncated field');
+        const out = this.bytes.subarray(this.pos, this.pos + length);
+        this.pos += length;
+        return out;
+      }
+      case 5:
+        this.pos += 4;
+        break;
+      default:
+        throw new Error(`unsupported wire type ${wireType}`);
+    }
+    if (this.pos > this.bytes.length) throw new Error('truncated field');
+    return 0;
+  }
+}
+
+/** Every LEN field `number` of a message, in order. */
+function fields(message: Uint8Array, number: number): Uint8Array[] {
+  const reader = new ProtoReader(message);
+  const out: Uint8Array[] = [];
+  while (!reader.done) {
+    const tag = reader.varint();
+    const value = reader.value(tag % 8);
+    if (Math.floor(tag / 8) === number && value instanceof Uint8Array) out.push(value);
+  }
+  return out;
+}
+
+/** The last varint field `number` of a message (protobuf's last-one-wins). */
+function varintField(message: Uint8Array, number: number): number | undefined {
+  const reader = new ProtoReader(message);
+  let out: number | undefined;
+  while (!reader.done) {
+    const tag = reader.varint();
+    const value = reader.value(tag % 8);
+    if (Math.floor(tag / 8) === number && typeof value === 'number' && tag % 8 === 0) out = value;
+  }
+  return out;
 }

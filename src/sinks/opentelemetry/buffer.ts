@@ -70,7 +70,7 @@ export function parseBufferConfig(reader: ConfigReader): BufferConfig {
 export const BUFFER_DISCARDED_EVENTS = 'buffer_discarded_events_total';
 /** Records a 2xx response said it rejected (OTLP partial success `rejected_log_records`). */
 export const PARTIAL_SUCCESS_REJECTED_EVENTS = 'otlp_partial_success_rejected_events_total';
-/** 429/503 responses that carried a readable Retry-After. */
+/** 429/503 responses that carried a readable Retry-After, and gRPC failures with a RetryInfo. */
 export const RETRY_AFTER_RESPONSES = 'otlp_retry_after_responses_total';
 
 export function otlpBufferDropped(telemetry: Telemetry, component: string, count: number): void {
@@ -98,12 +98,14 @@ export function otlpPartialSuccess(telemetry: Telemetry, component: string, reje
   );
 }
 
-export function otlpRetryAfter(telemetry: Telemetry, component: string, status: number, delayMs: number): void {
+/** `status`: an HTTP status (with Retry-After), or a gRPC one such as `gRPC UNAVAILABLE` (with RetryInfo). */
+export function otlpRetryAfter(telemetry: Telemetry, component: string, status: number | string, delayMs: number): void {
   telemetry.count(RETRY_AFTER_RESPONSES, component);
+  const hint = typeof status === 'number' ? 'Retry-After' : 'RetryInfo';
   telemetry.logLimited(
     'warn',
     'otlp_retry_after',
-    `The OTLP endpoint answered ${status} with Retry-After: no retry before ${delayMs} ms from now.`,
+    `The OTLP endpoint answered ${status} with ${hint}: no retry before ${delayMs} ms from now.`,
     component,
   );
 }

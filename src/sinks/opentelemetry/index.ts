@@ -167,7 +167,6 @@ export function parseOpentelemetryConfig(reader: ConfigReader, env: NodeJS.Proce
   const compression = compressionReader.oneOf('compression', OTLP_COMPRESSIONS, fromEnv.compression ?? DEFAULT_OTLP_COMPRESSION);
   const tls = parseTls(from('tls'));
   if (tls.caFile === undefined && fromEnv.caFile !== undefined) tls.caFile = fromEnv.caFile;
-  if (transport === 'grpc' && !tls.verifyCertificate) reader.problem('"tls.verify_certificate = false" is not supported with protocol "grpc"');
   if (transport === 'grpc' && codec === 'json') reader.problem('encoding "json" is not supported with protocol "grpc" (gRPC carries protobuf)');
   const serviceName = reader.string('service_name', DEFAULT_SERVICE_NAME);
 
@@ -341,7 +340,7 @@ interface EncodedRequest {
  * transport, its headers, compression, timeout and quick retries are the exporter's own.
  */
 function createEncodedExporter(config: OpentelemetrySinkConfig, feedback?: ResponseFeedback): Exporter<EncodedRequest> {
-  if (config.protocol === 'grpc') return createGrpcEncodedExporter(config);
+  if (config.protocol === 'grpc') return createGrpcEncodedExporter(config, feedback);
   const json = config.codec === 'json';
   const options = convertLegacyHttpOptions(exporterOptions(config), 'LOGS', 'v1/logs', {
     'Content-Type': json ? 'application/json' : 'application/x-protobuf',
@@ -373,7 +372,7 @@ function createEncodedExporter(config: OpentelemetrySinkConfig, feedback?: Respo
 }
 
 /** OTLP/gRPC through the OpenTelemetry gRPC export delegate (transport.ts), protobuf only. */
-function createGrpcEncodedExporter(config: OpentelemetrySinkConfig): Exporter<EncodedRequest> {
+function createGrpcEncodedExporter(config: OpentelemetrySinkConfig, feedback?: ResponseFeedback): Exporter<EncodedRequest> {
   return createGrpcExporter<EncodedRequest>(
     {
       endpoint: config.endpoint,
@@ -385,12 +384,14 @@ function createGrpcEncodedExporter(config: OpentelemetrySinkConfig): Exporter<En
     },
     (request) => requestBody(request.slices),
     (request) => request.count,
+    feedback,
   );
 }
 
 /** What the collector's responses tell us beyond success or failure (buffer-feedback.ts). */
 interface ResponseFeedback {
-  retryAfter(status: number, delayMs: number): void;
+  /** An HTTP status with Retry-After, or a gRPC status (`gRPC UNAVAILABLE`) with RetryInfo. */
+  retryAfter(status: number | string, delayMs: number): void;
   partialSuccess(rejected: number, message: string): void;
 }
 

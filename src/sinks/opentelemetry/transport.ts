@@ -4,8 +4,10 @@
  * names for both transports, the standard `OTEL_EXPORTER_OTLP_*` environment variables where the
  * config is silent, and the start-up healthcheck (an empty ExportLogsServiceRequest).
  */
+import type { ChannelCredentials, VerifyOptions } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import type { AgentOptions } from 'node:https';
+import { createRequire } from 'node:module';
 import {
   convertLegacyOtlpGrpcOptions,
   createEmptyMetadata,
@@ -17,6 +19,7 @@ import { ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
 import type { ConfigReader } from '../../config/reader.js';
 import { TlsFileError } from '../../errors.js';
 import type { SendOutcome } from './batching.js';
+import { grpcRetryDelayMs, partialSuccessOf } from './buffer-feedback.js';
 
 export const OTLP_PROTOCOLS = ['http', 'grpc'] as const;
 export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];
@@ -197,22 +200,51 @@ export interface GrpcExporter<Q> {
   shutdown(): Promise<void>;
 }
 
+/** What a gRPC answer says beyond its status (buffer-feedback.ts). */
+export interface GrpcFeedback {
+  /** A retryable failure carried a `google.rpc.RetryInfo`: no retry before `delayMs` from now. */
+  retryAfter(status: string, delayMs: number): void;
+  /** An OK answer carried an OTLP partial success. */
+  partialSuccess(rejected: number, message: string): void;
+}
+
+/**
+ * The `@grpc/grpc-js` the export delegate itself loads (it requires it lazily): credentials must
+ * come from the same copy as the client they are handed to.
+ */
+function delegateGrpc(): typeof import('@grpc/grpc-js') {
+  const require = createRequire(import.meta.url);
+  return createRequire(require.resolve('@opentelemetry/otlp-grpc-exporter-base'))('@grpc/grpc-js') as typeof import('@grpc/grpc-js');
+}
+
+/**
+ * TLS credentials for an `https://` gRPC endpoint. `tls.verify_certificate = false` is grpc-js's
+ * `rejectUnauthorized: false` (VerifyOptions): any server certificate is accepted, as over HTTP.
+ */
+function grpcSslCredentials(tls: TlsMaterial): ChannelCredentials {
+  if (tls.verifyCertificate) return createSslCredentials(tls.ca, tls.key, tls.cert);
+  const verify: VerifyOptions = { rejectUnauthorized: false };
+  return delegateGrpc().credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null, verify);
+}
+
 /**
  * The OpenTelemetry gRPC export delegate (what `OTLPLogExporter` of exporter-logs-otlp-grpc is
  * built on), with `serialize` in place of its record serializer: our requests are already OTLP
- * protobuf. `https://` endpoints use TLS (`tls.ca_file`, `tls.crt_file`, `tls.key_file`);
- * `tls.verify_certificate = false` is not honoured over gRPC (the parser refuses it there).
+ * protobuf. `https://` endpoints use TLS (`tls.ca_file`, `tls.crt_file`, `tls.key_file`,
+ * `tls.verify_certificate`). With `feedback`, a failed call's RetryInfo and an OK answer's partial
+ * success are reported before the export's callback runs.
  */
 export function createGrpcExporter<Q>(
   options: GrpcExporterOptions,
   serialize: (request: Q) => Uint8Array,
   countItems: (request: Q) => number,
+  feedback?: GrpcFeedback,
 ): GrpcExporter<Q> {
   const metadata = createEmptyMetadata();
   for (const [key, value] of Object.entries(options.headers)) metadata.set(key.toLowerCase(), value);
   const url = new URL(options.endpoint);
   const secure = url.protocol === 'https:';
-  const credentials = secure ? createSslCredentials(options.tls.ca, options.tls.key, options.tls.cert) : createInsecureCredentials();
+  const credentials = secure ? grpcSslCredentials(options.tls) : createInsecureCredentials();
   const grpcOptions = convertLegacyOtlpGrpcOptions(
     {
       url: `${url.protocol}//${url.host}`,
@@ -224,11 +256,16 @@ export function createGrpcExporter<Q>(
     },
     'LOGS',
   );
-  return createOtlpGrpcExportDelegate(
+  const delegate = createOtlpGrpcExportDelegate(
     grpcOptions,
     {
       serializeRequest: (request: Q) => serialize(request),
-      deserializeResponse: (data: Uint8Array) => ProtobufLogsSerializer.deserializeResponse(data),
+      deserializeResponse: (data: Uint8Array) => {
+        const response = ProtobufLogsSerializer.deserializeResponse(data);
+        const partial = partialSuccessOf(response);
+        if (partial !== undefined) feedback?.partialSuccess(partial.rejected, partial.message);
+        return response;
+      },
     },
     'otlp_grpc_log_exporter',
     { name: 'log', countItems },
@@ -236,6 +273,33 @@ export function createGrpcExporter<Q>(
     'LogsExportService',
     OTLP_GRPC_LOGS_METHOD,
   );
+  if (feedback === undefined) return delegate;
+  return {
+    export(request, callback) {
+      delegate.export(request, (result) => {
+        const hint = grpcRetryHint(result);
+        if (hint !== undefined) feedback.retryAfter(hint.status, hint.delayMs);
+        callback(result);
+      });
+    },
+    shutdown: () => delegate.shutdown(),
+  };
+}
+
+/**
+ * The retry delay of a retryable gRPC failure, from the RetryInfo in its
+ * `grpc-status-details-bin` trailer (grpc-js puts the trailers in the error's `metadata`).
+ */
+export function grpcRetryHint(result: ExportResult): { status: string; delayMs: number } | undefined {
+  if (result.code === 0 || classifyGrpcResult(result).status !== 'retry') return undefined;
+  const error = result.error as (Error & { code?: unknown; metadata?: { get?: (key: string) => unknown[] } }) | undefined;
+  if (typeof error?.code !== 'number' || typeof error.metadata?.get !== 'function') return undefined;
+  for (const value of error.metadata.get('grpc-status-details-bin')) {
+    if (!(value instanceof Uint8Array)) continue;
+    const delayMs = grpcRetryDelayMs(value);
+    if (delayMs !== undefined) return { status: `gRPC ${GRPC_STATUS_NAMES.get(error.code) ?? error.code}`, delayMs };
+  }
+  return undefined;
 }
 
 /** gRPC status codes (grpc/doc/statuscodes.md), by the names this file uses. */
