@@ -52,6 +52,11 @@ export interface ReceivedLogRecord {
   severityText: string;
   body: OtlpValue | undefined;
   attributes: Record<string, OtlpValue>;
+  /** `trace_id` and `span_id` as lower-case hex, '' when absent. */
+  traceId: string;
+  spanId: string;
+  /** `flags` (the W3C trace flags in its low byte), 0 when absent. */
+  flags: number;
   /** Which wire encoding delivered it. */
   encoding: 'protobuf' | 'json';
   /** Index into `requests` of the request that carried it. */
@@ -282,6 +287,9 @@ function normalizeRequest(request: unknown, encoding: 'protobuf' | 'json', index
           severityText: str(r['severityText']),
           body: r['body'] === undefined ? undefined : anyValue(r['body'], encoding),
           attributes: attributes(list(r, 'attributes'), encoding),
+          traceId: hexId(r['traceId']),
+          spanId: hexId(r['spanId']),
+          flags: Number(r['flags'] ?? 0),
           encoding,
           request: index,
         });
@@ -303,6 +311,12 @@ function obj(value: unknown, key: string): Json | undefined {
 
 function str(value: unknown): string {
   return typeof value === 'string' ? value : '';
+}
+
+/** Protobuf bytes (decoded as a number array) or OTLP JSON's hex string, as lower-case hex. */
+function hexId(value: unknown): string {
+  if (Array.isArray(value)) return Buffer.from(value as number[]).toString('hex');
+  return typeof value === 'string' ? value.toLowerCase() : '';
 }
 
 function nanos(value: unknown): bigint {

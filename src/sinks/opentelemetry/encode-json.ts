@@ -9,9 +9,10 @@
  * main thread.
  */
 import type { LogAttributes } from '@opentelemetry/api-logs';
+import type { Resource } from '@opentelemetry/resources';
 import type { ReadableLogRecord } from '@opentelemetry/sdk-logs';
-import { Writer, type EncodeInput, type EncodedBatch, type EncodedSlice } from './encode.js';
-import { RecordMapper, resourceAttributes, type HrTime } from './mapping.js';
+import { Writer, forEachEntry, type EncodeInput, type EncodedBatch, type EncodedSlice } from './encode.js';
+import { DEFAULT_MAPPING, RecordMapper, type HrTime, type OtlpMapping } from './mapping.js';
 
 const utf8 = new TextEncoder();
 
@@ -35,7 +36,7 @@ function anyValue(value: unknown): unknown {
   }
 }
 
-function attributes(values: LogAttributes | Record<string, string>): unknown[] {
+function attributes(values: LogAttributes | Record<string, unknown>): unknown[] {
   return Object.keys(values).map((key) => ({ key, value: anyValue(values[key]) }));
 }
 
@@ -49,46 +50,86 @@ export class JsonBatchEncoder {
   private readonly writer = new Writer(64 * 1024);
   private readonly mapper: RecordMapper;
 
-  constructor(private readonly serviceName: string) {
-    this.mapper = new RecordMapper(serviceName);
+  constructor(serviceName: string, mapping: OtlpMapping = DEFAULT_MAPPING) {
+    this.mapper = new RecordMapper(serviceName, mapping);
   }
 
   /**
    * `bytes[0, resourceEnd)` opens a `resourceLogs` entry up to its `logRecords` array; each record
-   * follows as `,{...}` (the join drops the comma before a slice's first record).
+   * follows as `,{...}` (the join drops the comma before a slice's first record). Records of
+   * several resources (`mapping.service_name_field`) are grouped as the protobuf encoder groups
+   * them: every group's opening first, then the records group after group.
    */
   encode(input: EncodeInput): EncodedBatch {
     const writer = this.writer;
     writer.pos = 0;
-    const resource = { attributes: attributes(resourceAttributes(input.meta, this.serviceName)), droppedAttributesCount: 0 };
-    this.text(`{"resource":${JSON.stringify(resource)},"scopeLogs":[{"scope":{"name":"logwasm"},"logRecords":[`);
-    const resourceEnd = writer.pos;
     const records: ReadableLogRecord[] = this.mapper.map(input);
-    const offsets = new Uint32Array(records.length + 1);
-    let shared: { attributes: unknown; observed: string; observedFrom: ReadableLogRecord['hrTimeObserved'] } | undefined;
-    records.forEach((record, i) => {
-      offsets[i] = writer.pos;
-      // Every record of a batch shares its attributes and read time: converted once.
-      if (shared === undefined || shared.observedFrom !== record.hrTimeObserved) {
-        shared = { attributes: attributes(record.attributes), observed: nanos(record.hrTimeObserved as HrTime), observedFrom: record.hrTimeObserved };
+    const count = records.length;
+    // Resources in order of first appearance (the mapper hands out one object per resource).
+    const resources: Resource[] = [];
+    const members: number[][] = [];
+    const index = new Map<Resource, number>();
+    for (let i = 0; i < count; i++) {
+      const resource = records[i]!.resource;
+      let group = index.get(resource);
+      if (group === undefined) {
+        group = resources.push(resource) - 1;
+        members.push([]);
+        index.set(resource, group);
       }
-      const time = record.hrTime === record.hrTimeObserved ? shared.observed : nanos(record.hrTime as HrTime);
-      this.text(
-        `,${JSON.stringify({
-          timeUnixNano: time,
-          observedTimeUnixNano: shared.observed,
-          severityNumber: record.severityNumber,
-          severityText: record.severityText,
-          body: anyValue(record.body),
-          attributes: shared.attributes,
-          droppedAttributesCount: record.droppedAttributesCount,
-        })}`,
-      );
+      members[group]!.push(i);
+    }
+    if (resources.length === 0) resources.push(this.mapper.resourceFor(input.meta));
+    const groups = new Uint32Array(resources.length * 4);
+    resources.forEach((resource, g) => {
+      groups[g * 4] = writer.pos;
+      const header = { attributes: attributes(resource.attributes as Record<string, unknown>), droppedAttributesCount: 0 };
+      this.text(`{"resource":${JSON.stringify(header)},"scopeLogs":[{"scope":{"name":"logwasm"},"logRecords":[`);
+      groups[g * 4 + 1] = groups[g * 4 + 2] = writer.pos;
     });
-    offsets[records.length] = writer.pos;
+    const offsets = new Uint32Array(count + 1);
+    let written = 0;
+    const observed = count === 0 ? '' : nanos(records[0]!.hrTimeObserved as HrTime);
+    // Most records share the batch's attributes object: each object is converted once.
+    const converted = new Map<object, unknown[]>();
+    for (let g = 0; g < resources.length; g++) {
+      groups[g * 4 + 3] = written;
+      for (const i of members[g] ?? []) {
+        const record = records[i]!;
+        offsets[written++] = writer.pos;
+        let recordAttributes = converted.get(record.attributes);
+        if (recordAttributes === undefined) {
+          recordAttributes = attributes(record.attributes);
+          converted.set(record.attributes, recordAttributes);
+        }
+        this.record(record, recordAttributes, observed);
+      }
+    }
+    offsets[count] = writer.pos;
     const bytes = new Uint8Array(Buffer.allocUnsafeSlow(writer.pos).buffer, 0, writer.pos);
     bytes.set(writer.buf.subarray(0, writer.pos));
-    return { bytes, offsets, resourceEnd };
+    const resourceEnd = groups[1]!;
+    return resources.length === 1 ? { bytes, offsets, resourceEnd } : { bytes, offsets, resourceEnd, groups };
+  }
+
+  /** `,{...}`: one record as the OpenTelemetry JS JSON serializer writes it, its trace context only when set. */
+  private record(record: ReadableLogRecord, recordAttributes: unknown[], observed: string): void {
+    const time = record.hrTime === record.hrTimeObserved ? observed : nanos(record.hrTime as HrTime);
+    const span = record.spanContext;
+    this.text(
+      `,${JSON.stringify({
+        timeUnixNano: time,
+        observedTimeUnixNano: observed,
+        severityNumber: record.severityNumber,
+        severityText: record.severityText,
+        body: anyValue(record.body),
+        attributes: recordAttributes,
+        droppedAttributesCount: record.droppedAttributesCount,
+        flags: span?.traceFlags ? span.traceFlags : undefined,
+        traceId: span?.traceId ? span.traceId : undefined,
+        spanId: span?.spanId ? span.spanId : undefined,
+      })}`,
+    );
   }
 
   private text(value: string): void {
@@ -102,29 +143,41 @@ const OPEN = utf8.encode('{"resourceLogs":[');
 const CLOSE_ENTRY = utf8.encode(']}]}');
 const CLOSE = utf8.encode(']}');
 
-/** An OTLP JSON `ExportLogsServiceRequest` body carrying `slices`, each as its own `resourceLogs` entry. */
+/** Bytes of the `resourceLogs` entries that carry `slice` in jsonRequestBody, the comma before each included. */
+export function jsonEntrySize(slice: EncodedSlice): number {
+  let size = 0;
+  forEachEntry(slice, (start, _resourceEnd, headerEnd, recordsStart, recordsEnd) => {
+    size += 1 + headerEnd - start + recordsEnd - recordsStart - (recordsEnd > recordsStart ? 1 : 0) + CLOSE_ENTRY.length;
+  });
+  return size;
+}
+
+/** An OTLP JSON `ExportLogsServiceRequest` body carrying `slices`, each as its own `resourceLogs` entry (or one per resource group). */
 export function jsonRequestBody(slices: readonly EncodedSlice[]): Uint8Array {
-  let total = OPEN.length + CLOSE.length + Math.max(0, slices.length - 1);
-  for (const { batch, from, to } of slices) {
-    const records = batch.offsets[to]! - batch.offsets[from]! - (to > from ? 1 : 0);
-    total += batch.resourceEnd + records + CLOSE_ENTRY.length;
-  }
+  let total = OPEN.length + CLOSE.length - 1;
+  for (const slice of slices) total += jsonEntrySize(slice);
+  total = Math.max(total, OPEN.length + CLOSE.length);
   const out = Buffer.allocUnsafeSlow(total);
   out.set(OPEN, 0);
   let pos = OPEN.length;
-  slices.forEach(({ batch, from, to }, i) => {
-    if (i > 0) out[pos++] = 0x2c;
-    out.set(batch.bytes.subarray(0, batch.resourceEnd), pos);
-    pos += batch.resourceEnd;
-    if (to > from) {
-      // Without the comma that precedes the slice's first record.
-      const records = batch.bytes.subarray(batch.offsets[from]! + 1, batch.offsets[to]!);
-      out.set(records, pos);
-      pos += records.length;
-    }
-    out.set(CLOSE_ENTRY, pos);
-    pos += CLOSE_ENTRY.length;
-  });
+  let first = true;
+  for (const slice of slices) {
+    const bytes = slice.batch.bytes;
+    forEachEntry(slice, (start, _resourceEnd, headerEnd, recordsStart, recordsEnd) => {
+      if (!first) out[pos++] = 0x2c;
+      first = false;
+      out.set(bytes.subarray(start, headerEnd), pos);
+      pos += headerEnd - start;
+      if (recordsEnd > recordsStart) {
+        // Without the comma that precedes the entry's first record.
+        const records = bytes.subarray(recordsStart + 1, recordsEnd);
+        out.set(records, pos);
+        pos += records.length;
+      }
+      out.set(CLOSE_ENTRY, pos);
+      pos += CLOSE_ENTRY.length;
+    });
+  }
   out.set(CLOSE, pos);
   return out;
 }

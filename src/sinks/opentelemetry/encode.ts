@@ -10,23 +10,31 @@
  * included), with record offsets. Any run of records `[from, to)` becomes a valid
  * `ExportLogsServiceRequest.resource_logs` entry by writing two small headers around the resource
  * entry, the scope entry and those records' bytes (`requestBody`). A request body is the
- * concatenation of such entries.
+ * concatenation of such entries. With `mapping.service_name_field`, a batch's records can belong
+ * to several resources: they are then grouped by resource (records of a group in line order, groups
+ * in order of first appearance), and a run spanning groups becomes one entry per group.
  */
 import { isUtf8 } from 'node:buffer';
 import { parseJsonObject, type BatchMeta } from '../../event.js';
 import {
+  DEFAULT_MAPPING,
   eventTime,
   fastRfc3339,
   hrTimeFromMs,
   parseSeverity,
+  parseHexId,
   parseTimestamp,
+  parseTraceFlags,
+  promotedByField,
   recordAttributes,
   resourceAttributes,
   severityOf,
+  takeMappedFields,
   type HrTime,
+  type OtlpMapping,
   type Severity,
 } from './mapping.js';
-import { JsonTranscoder, RAW } from './transcode.js';
+import { CAPTURE_SERVICE, CAPTURE_SPAN_ID, CAPTURE_TRACE_FLAGS, CAPTURE_TRACE_ID, JsonTranscoder, RAW } from './transcode.js';
 
 /** Name of the instrumentation scope of every record. */
 export const SCOPE_NAME = 'logwasm';
@@ -42,11 +50,17 @@ export interface EncodeInput {
  * One batch, encoded. `bytes` holds, back to back: the `ResourceLogs.resource` entry
  * (`[0, resourceEnd)`), the `ScopeLogs.scope` entry (`[resourceEnd, offsets[0])`), then record `i`
  * as `bytes[offsets[i], offsets[i + 1])`, a whole `ScopeLogs.log_records` entry.
+ *
+ * When the records belong to several resources, `groups` holds four numbers per resource: where
+ * its resource entry starts, where it ends (its scope entry follows), where the scope entry ends,
+ * and the index of its first record. The headers of every group come first, then the records,
+ * group after group; `resourceEnd` is then the first group's.
  */
 export interface EncodedBatch {
   bytes: Uint8Array;
   offsets: Uint32Array;
   resourceEnd: number;
+  groups?: Uint32Array;
 }
 
 /** A run of records `[from, to)` of an encoded batch: what a request carries of it. */
@@ -59,6 +73,31 @@ export interface EncodedSlice {
 /** Records in a slice. */
 export function sliceCount(slice: EncodedSlice): number {
   return slice.to - slice.from;
+}
+
+/** One `resource_logs` entry of a slice, as byte positions in its batch's `bytes`. */
+export type EntryVisitor = (start: number, resourceEnd: number, headerEnd: number, recordsStart: number, recordsEnd: number) => void;
+
+/**
+ * The entries a slice becomes: one per resource group its records span (a batch without `groups`
+ * is one group); an empty slice is one entry without records.
+ */
+export function forEachEntry(slice: EncodedSlice, visit: EntryVisitor): void {
+  const { batch, from, to } = slice;
+  const { groups, offsets } = batch;
+  if (groups === undefined) {
+    visit(0, batch.resourceEnd, offsets[0]!, offsets[from]!, offsets[to]!);
+    return;
+  }
+  const count = groups.length / 4;
+  for (let g = 0; g < count; g++) {
+    const first = groups[g * 4 + 3]!;
+    const next = g + 1 < count ? groups[g * 4 + 7]! : offsets.length - 1;
+    const a = Math.max(from, first);
+    const b = Math.min(to, next);
+    const holdsEmpty = from === to && from >= first && (from < next || g === count - 1);
+    if (a < b || holdsEmpty) visit(groups[g * 4]!, groups[g * 4 + 1]!, groups[g * 4 + 2]!, offsets[a]!, offsets[a < b ? b : a]!);
+  }
 }
 
 // Wire types and tags (field number << 3 | wire type) of the fields written here.
@@ -74,6 +113,9 @@ const TAG_SEVERITY_NUMBER = 0x10; // LogRecord.severity_number = 2, VARINT
 const TAG_SEVERITY_TEXT = 0x1a; // LogRecord.severity_text = 3, LEN
 const TAG_BODY = 0x2a; // LogRecord.body = 5, LEN
 const TAG_RECORD_ATTRIBUTE = 0x32; // LogRecord.attributes = 6, LEN
+const TAG_FLAGS = 0x45; // LogRecord.flags = 8, I32
+const TAG_TRACE_ID = 0x4a; // LogRecord.trace_id = 9, LEN
+const TAG_SPAN_ID = 0x52; // LogRecord.span_id = 10, LEN
 const TAG_OBSERVED_TIME = 0x59; // LogRecord.observed_time_unix_nano = 11, I64
 const TAG_KEY = 0x0a; // KeyValue.key = 1, LEN
 const TAG_VALUE = 0x12; // KeyValue.value = 2, LEN
@@ -334,10 +376,10 @@ function writeAnyValue(writer: Writer, value: unknown): void {
   }
 }
 
-/** `KeyValueList.values` entries of an object, in `for...in` order (the exporter's order). */
-function writeKeyValues(writer: Writer, object: Record<string, unknown>): void {
+/** `KeyValueList.values` entries (or entries under `tag`) of an object, in `for...in` order (the exporter's order). */
+function writeKeyValues(writer: Writer, object: Record<string, unknown>, tag = TAG_VALUES): void {
   for (const key in object) {
-    writer.byte(TAG_VALUES);
+    writer.byte(tag);
     const start = writer.begin(1);
     writer.byte(TAG_KEY);
     writer.string(key);
@@ -411,30 +453,43 @@ export class BatchEncoder {
   private readonly writer = new Writer(INITIAL_ENCODE_BUFFER_BYTES);
   /** Batch-constant parts, encoded once per batch and copied into every record. */
   private readonly recordAttributes = new Writer(256);
-  private readonly transcoder = new JsonTranscoder(this.writer);
+  /** Promoted members of the record being transcoded (`mapping.attributes`). */
+  private readonly promoted = new Writer(256);
+  /** The groups' headers, when grouped. */
+  private readonly head = new Writer(256);
+  private readonly transcoder: JsonTranscoder;
   private readonly levels = new LevelCache();
+  private readonly promotedFields: ReadonlyMap<string, string> | undefined;
+  /** Whether records choose their resource (`mapping.service_name_field`). */
+  private readonly grouped: boolean;
+  /** Per batch, when grouped: the service name of each group, its index, and each record's group. */
+  private readonly groupNames: string[] = [];
+  private readonly groupIndex = new Map<string, number>();
+  private groupOf = new Uint32Array(0);
+  /** The last service value read from a line's bytes, and its group: consecutive lines mostly share it. */
+  private lastService = { start: 0, end: 0, group: -1 };
   /** Records encoded so far by the byte transcoder and through JSON.parse or as text: for tests and benchmarks. */
   readonly stats = { transcoded: 0, other: 0 };
 
-  constructor(private readonly serviceName: string) {}
+  constructor(
+    private readonly serviceName: string,
+    private readonly mapping: OtlpMapping = DEFAULT_MAPPING,
+  ) {
+    this.transcoder = new JsonTranscoder(this.writer, this.promoted, mapping);
+    this.promotedFields = promotedByField(mapping);
+    this.grouped = mapping.serviceNameField !== '';
+  }
 
   encode(input: EncodeInput): EncodedBatch {
     const { data, offsets, meta } = input;
     const count = offsets.length - 1;
     const writer = this.writer;
     writer.pos = 0;
-
-    // Resource entry, then scope entry.
-    writer.byte(TAG_RESOURCE);
-    const resourceStart = writer.begin(1);
-    writeStringAttributes(writer, TAG_ATTRIBUTE, resourceAttributes(meta, this.serviceName));
-    writer.end(resourceStart, 1);
-    const resourceEnd = writer.pos;
-    writer.byte(TAG_SCOPE);
-    const scopeStart = writer.begin(1);
-    writer.byte(TAG_NAME);
-    writer.string(SCOPE_NAME);
-    writer.end(scopeStart, 1);
+    const grouped = this.grouped;
+    // Without a service field every record has the batch's resource: its header goes first. With
+    // one, the headers are known only once every record was read (assemble()).
+    const resourceEnd = grouped ? 0 : writeHeader(writer, meta, this.serviceName);
+    if (grouped) this.startGroups(count);
 
     // Record attributes are the same for every line: encoded once, copied per record.
     const attributes = this.recordAttributes;
@@ -460,6 +515,7 @@ export class BatchEncoder {
       if (brace !== -1) {
         if ((allUtf8 || isUtf8(data.subarray(start, end))) && this.transcodeRecord(data, text, brace, end, observed, tail)) {
           this.stats.transcoded++;
+          if (grouped) this.groupOf[i] = this.capturedGroup(data);
           continue;
         }
         // Not for the fast path (see transcode.ts): start the record again through JSON.parse.
@@ -470,6 +526,7 @@ export class BatchEncoder {
       const recordStart = writer.begin(2);
       const object = brace !== -1 ? parseJsonObject(text.toString('utf8', start, end)) : undefined;
       if (object === undefined) {
+        if (grouped) this.groupOf[i] = this.groupFor(this.serviceName);
         writer.byte(TAG_TIME);
         writeHrTime(writer, observed);
         writer.byte(TAG_BODY);
@@ -477,10 +534,14 @@ export class BatchEncoder {
         writer.byte(TAG_STRING);
         this.writeLine(data, text, start, end);
         writer.end(bodyStart, 2);
+        copyInto(writer, attributeBytes);
       } else {
         writer.byte(TAG_TIME);
         writeHrTime(writer, eventTime(object) ?? observed);
         writeSeverity(writer, severityOf(object));
+        // After the time and severity, which read the record as written.
+        const fields = takeMappedFields(object, this.mapping, this.promotedFields);
+        if (grouped) this.groupOf[i] = this.groupFor(fields.serviceName ?? this.serviceName);
         writer.byte(TAG_BODY);
         const bodyStart = writer.begin(2);
         writer.byte(TAG_KVLIST);
@@ -488,15 +549,18 @@ export class BatchEncoder {
         writeKeyValues(writer, object);
         writer.end(listStart, 2);
         writer.end(bodyStart, 2);
+        copyInto(writer, attributeBytes);
+        if (fields.attributes !== undefined) writeKeyValues(writer, fields.attributes, TAG_RECORD_ATTRIBUTE);
+        if (fields.traceId !== undefined) writeHexId(writer, TAG_TRACE_ID, fields.traceId);
+        if (fields.spanId !== undefined) writeHexId(writer, TAG_SPAN_ID, fields.spanId);
+        if (fields.traceFlags) writeFlags(writer, fields.traceFlags);
       }
-      writer.ensure(attributeBytes.length);
-      writer.buf.set(attributeBytes, writer.pos);
-      writer.pos += attributeBytes.length;
       writer.byte(TAG_OBSERVED_TIME);
       writeHrTime(writer, observed);
       writer.end(recordStart, 2);
     }
     recordOffsets[count] = writer.pos;
+    if (grouped) return this.assemble(meta, recordOffsets, count);
     // A buffer of its own (never a pooled Buffer's), so the result can be transferred; not zeroed
     // first, since every byte is written.
     const bytes = new Uint8Array(Buffer.allocUnsafeSlow(writer.pos).buffer, 0, writer.pos);
@@ -550,9 +614,133 @@ export class BatchEncoder {
         writeSeverity(writer, parseSeverity(transcoder.capturedValue(levelField)!));
       }
     }
-    copyInto(writer, tail);
+    if (captured[CAPTURE_TRACE_ID] !== undefined || captured[CAPTURE_SPAN_ID] !== undefined || captured[CAPTURE_TRACE_FLAGS] !== undefined) {
+      this.writeTraceContext(data);
+    }
+    const promoted = this.promoted;
+    if (promoted.pos === 0) {
+      copyInto(writer, tail);
+    } else {
+      // The batch's attributes, the promoted ones, then the observed time (the tail's last 9 bytes).
+      const split = tail.length - 9;
+      writer.ensure(tail.length + promoted.pos);
+      buf = writer.buf;
+      buf.set(tail.subarray(0, split), writer.pos);
+      buf.set(promoted.buf.subarray(0, promoted.pos), writer.pos + split);
+      buf.set(tail.subarray(split), writer.pos + split + promoted.pos);
+      writer.pos += tail.length + promoted.pos;
+    }
     writer.end(at + 1, 2);
     return true;
+  }
+
+  /** `trace_id`, `span_id` and `flags` from the captured trace fields that are valid; the others are left alone. */
+  private writeTraceContext(data: Uint8Array): void {
+    const writer = this.writer;
+    const transcoder = this.transcoder;
+    const captured = transcoder.captured;
+    for (const [k, tag, size] of TRACE_IDS) {
+      const value = captured[k];
+      if (value === RAW) {
+        const start = transcoder.spans[k * 2]!;
+        if (transcoder.spans[k * 2 + 1]! - start === size * 2) writeHexBytes(writer, tag, data, start, size);
+      } else if (typeof value === 'string') {
+        const hex = parseHexId(value, size * 2);
+        if (hex !== undefined) writeHexId(writer, tag, hex);
+      }
+    }
+    if (captured[CAPTURE_TRACE_FLAGS] !== undefined) {
+      const flags = parseTraceFlags(transcoder.capturedValue(CAPTURE_TRACE_FLAGS));
+      if (flags) writeFlags(writer, flags);
+    }
+  }
+
+  /** Per batch: no groups yet, room for every record's group. */
+  private startGroups(count: number): void {
+    this.groupNames.length = 0;
+    this.groupIndex.clear();
+    if (this.groupOf.length < count) this.groupOf = new Uint32Array(count);
+    this.lastService = { start: 0, end: 0, group: -1 };
+  }
+
+  private groupFor(serviceName: string): number {
+    let group = this.groupIndex.get(serviceName);
+    if (group === undefined) {
+      group = this.groupNames.push(serviceName) - 1;
+      this.groupIndex.set(serviceName, group);
+    }
+    return group;
+  }
+
+  /** The group of the record just transcoded, from its captured service field. */
+  private capturedGroup(data: Uint8Array): number {
+    const transcoder = this.transcoder;
+    const value = transcoder.captured[CAPTURE_SERVICE];
+    if (value === RAW) {
+      const start = transcoder.spans[CAPTURE_SERVICE * 2]!;
+      const end = transcoder.spans[CAPTURE_SERVICE * 2 + 1]!;
+      if (start === end) return this.groupFor(this.serviceName);
+      const last = this.lastService;
+      if (last.group !== -1 && last.end - last.start === end - start) {
+        let i = 0;
+        while (i < end - start && data[last.start + i] === data[start + i]) i++;
+        if (i === end - start) return last.group;
+      }
+      const group = this.groupFor(transcoder.capturedValue(CAPTURE_SERVICE) as string);
+      this.lastService = { start, end, group };
+      return group;
+    }
+    return this.groupFor(typeof value === 'string' && value !== '' ? value : this.serviceName);
+  }
+
+  /**
+   * The grouped layout (see EncodedBatch): every group's headers, then its records. The records
+   * were written from the writer's start, in line order; with one group they are copied as they
+   * are, else group by group.
+   */
+  private assemble(meta: BatchMeta, recordOffsets: Uint32Array, count: number): EncodedBatch {
+    const names = this.groupNames;
+    if (names.length === 0) names.push(this.serviceName);
+    const groupCount = names.length;
+    const head = this.head;
+    head.pos = 0;
+    const groups = new Uint32Array(groupCount * 4);
+    for (let g = 0; g < groupCount; g++) {
+      groups[g * 4] = head.pos;
+      groups[g * 4 + 1] = writeHeader(head, meta, names[g]!, groups.subarray(g * 4 + 2, g * 4 + 3));
+    }
+    const headerBytes = head.pos;
+    const records = this.writer.buf.subarray(0, this.writer.pos);
+    const total = headerBytes + records.length;
+    const bytes = new Uint8Array(Buffer.allocUnsafeSlow(total).buffer, 0, total);
+    bytes.set(head.buf.subarray(0, headerBytes));
+    if (groupCount === 1) {
+      bytes.set(records, headerBytes);
+      for (let i = 0; i <= count; i++) recordOffsets[i]! += headerBytes;
+      return { bytes, offsets: recordOffsets, resourceEnd: groups[1]! };
+    }
+    // A counting sort of the records by group, keeping line order within each.
+    const groupOf = this.groupOf;
+    const next = new Uint32Array(groupCount);
+    for (let i = 0; i < count; i++) next[groupOf[i]!]!++;
+    for (let g = 0, first = 0; g < groupCount; g++) {
+      const size = next[g]!;
+      groups[g * 4 + 3] = first;
+      next[g] = first;
+      first += size;
+    }
+    const order = new Uint32Array(count);
+    for (let i = 0; i < count; i++) order[next[groupOf[i]!]!++] = i;
+    const offsets = new Uint32Array(count + 1);
+    let pos = headerBytes;
+    for (let j = 0; j < count; j++) {
+      const i = order[j]!;
+      offsets[j] = pos;
+      bytes.set(records.subarray(recordOffsets[i]!, recordOffsets[i + 1]!), pos);
+      pos += recordOffsets[i + 1]! - recordOffsets[i]!;
+    }
+    offsets[count] = pos;
+    return { bytes, offsets, resourceEnd: groups[1]!, groups };
   }
 
   /**
@@ -567,6 +755,75 @@ export class BatchEncoder {
     }
     this.writer.string(text.toString('utf8', start, end));
   }
+}
+
+/** Captured slot, tag and size in bytes of the two ids. */
+const TRACE_IDS = [
+  [CAPTURE_TRACE_ID, TAG_TRACE_ID, 16],
+  [CAPTURE_SPAN_ID, TAG_SPAN_ID, 8],
+] as const;
+
+/**
+ * A batch's `ResourceLogs.resource` entry for `serviceName`, then its `ScopeLogs.scope` entry.
+ * Returns where the resource entry ends; `scopeEnd[0]`, when given, receives where the scope entry ends.
+ */
+function writeHeader(writer: Writer, meta: BatchMeta, serviceName: string, scopeEnd?: Uint32Array): number {
+  writer.byte(TAG_RESOURCE);
+  const resourceStart = writer.begin(1);
+  writeStringAttributes(writer, TAG_ATTRIBUTE, resourceAttributes(meta, serviceName));
+  writer.end(resourceStart, 1);
+  const resourceEnd = writer.pos;
+  writer.byte(TAG_SCOPE);
+  const scopeStart = writer.begin(1);
+  writer.byte(TAG_NAME);
+  writer.string(SCOPE_NAME);
+  writer.end(scopeStart, 1);
+  if (scopeEnd !== undefined) scopeEnd[0] = writer.pos;
+  return resourceEnd;
+}
+
+/** Value of one hex digit, or -1. */
+function hexDigit(c: number): number {
+  return c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : c >= 0x41 && c <= 0x46 ? c - 0x37 : -1;
+}
+
+/**
+ * `tag` and the `size` bytes spelled by the hex digits at `source[start, start + 2 * size)`, unless
+ * one is not a hex digit or all are zero (an invalid id in OTLP): then nothing.
+ */
+function writeHexBytes(writer: Writer, tag: number, source: Uint8Array, start: number, size: number): void {
+  writer.ensure(size + 2);
+  const buf = writer.buf;
+  const at = writer.pos;
+  let any = 0;
+  for (let i = 0; i < size; i++) {
+    const high = hexDigit(source[start + i * 2]!);
+    const low = hexDigit(source[start + i * 2 + 1]!);
+    if (high < 0 || low < 0) return;
+    const byte = high * 16 + low;
+    buf[at + 2 + i] = byte;
+    any |= byte;
+  }
+  if (any === 0) return;
+  buf[at] = tag;
+  buf[at + 1] = size;
+  writer.pos = at + 2 + size;
+}
+
+/** An id already checked (mapping.ts parseHexId): lower-case hex. */
+function writeHexId(writer: Writer, tag: number, hex: string): void {
+  writeHexBytes(writer, tag, Buffer.from(hex, 'latin1'), 0, hex.length / 2);
+}
+
+function writeFlags(writer: Writer, flags: number): void {
+  writer.byte(TAG_FLAGS);
+  writer.ensure(4);
+  const buf = writer.buf;
+  buf[writer.pos] = flags & 0xff;
+  buf[writer.pos + 1] = (flags >>> 8) & 0xff;
+  buf[writer.pos + 2] = (flags >>> 16) & 0xff;
+  buf[writer.pos + 3] = flags >>> 24;
+  writer.pos += 4;
 }
 
 /** Appends `bytes` to the writer: a loop for the short runs copied per record, which beats a native call. */
@@ -603,17 +860,21 @@ function writeSeverity(writer: Writer, severity: Severity | undefined): void {
   }
 }
 
-/** Bytes of the `resource_logs` entry that carries `slice`. */
+/** Bytes of the `resource_logs` entries that carry `slice`. */
 export function entrySize(slice: EncodedSlice): number {
-  const { batch, from, to } = slice;
-  const scopeLogs = batch.offsets[to]! - batch.offsets[from]! + (batch.offsets[0]! - batch.resourceEnd);
-  const resourceLogs = batch.resourceEnd + 1 + varintSize(scopeLogs) + scopeLogs;
-  return 1 + varintSize(resourceLogs) + resourceLogs;
+  let size = 0;
+  forEachEntry(slice, (start, resourceEnd, headerEnd, recordsStart, recordsEnd) => {
+    const scopeLogs = recordsEnd - recordsStart + (headerEnd - resourceEnd);
+    const resourceLogs = resourceEnd - start + 1 + varintSize(scopeLogs) + scopeLogs;
+    size += 1 + varintSize(resourceLogs) + resourceLogs;
+  });
+  return size;
 }
 
 /**
- * An `ExportLogsServiceRequest` body carrying `slices`, each as its own `resource_logs` entry: the
- * main thread's whole share of the encoding, a few header bytes and one copy per slice.
+ * An `ExportLogsServiceRequest` body carrying `slices`, each as its own `resource_logs` entry (or
+ * one per resource group it spans): the main thread's whole share of the encoding, a few header
+ * bytes and one copy per entry.
  */
 export function requestBody(slices: readonly EncodedSlice[]): Uint8Array {
   let total = 0;
@@ -628,23 +889,22 @@ export function requestBody(slices: readonly EncodedSlice[]): Uint8Array {
     }
     out[pos++] = value;
   };
-  for (const { batch, from, to } of slices) {
-    const { bytes, offsets, resourceEnd } = batch;
-    const scopeEnd = offsets[0]!;
-    const recordsStart = offsets[from]!;
-    const recordsEnd = offsets[to]!;
-    const scopeLogs = recordsEnd - recordsStart + (scopeEnd - resourceEnd);
-    const resourceLogs = resourceEnd + 1 + varintSize(scopeLogs) + scopeLogs;
-    out[pos++] = TAG_RESOURCE_LOGS;
-    varint(resourceLogs);
-    out.set(bytes.subarray(0, resourceEnd), pos);
-    pos += resourceEnd;
-    out[pos++] = TAG_SCOPE_LOGS;
-    varint(scopeLogs);
-    out.set(bytes.subarray(resourceEnd, scopeEnd), pos);
-    pos += scopeEnd - resourceEnd;
-    out.set(bytes.subarray(recordsStart, recordsEnd), pos);
-    pos += recordsEnd - recordsStart;
+  for (const slice of slices) {
+    const bytes = slice.batch.bytes;
+    forEachEntry(slice, (start, resourceEnd, headerEnd, recordsStart, recordsEnd) => {
+      const scopeLogs = recordsEnd - recordsStart + (headerEnd - resourceEnd);
+      const resourceLogs = resourceEnd - start + 1 + varintSize(scopeLogs) + scopeLogs;
+      out[pos++] = TAG_RESOURCE_LOGS;
+      varint(resourceLogs);
+      out.set(bytes.subarray(start, resourceEnd), pos);
+      pos += resourceEnd - start;
+      out[pos++] = TAG_SCOPE_LOGS;
+      varint(scopeLogs);
+      out.set(bytes.subarray(resourceEnd, headerEnd), pos);
+      pos += headerEnd - resourceEnd;
+      out.set(bytes.subarray(recordsStart, recordsEnd), pos);
+      pos += recordsEnd - recordsStart;
+    });
   }
   return out;
 }

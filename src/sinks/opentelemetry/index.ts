@@ -18,7 +18,7 @@ import type { ConfigReader } from '../../config/reader.js';
 import type { LineBatch } from '../../event.js';
 import type { Telemetry } from '../../telemetry.js';
 import { Delivery, type SegmentOps, type Send, type SendOutcome } from './batching.js';
-import { jsonRequestBody } from './encode-json.js';
+import { jsonEntrySize, jsonRequestBody } from './encode-json.js';
 import { entrySize, requestBody, sliceCount, type EncodedSlice } from './encode.js';
 import {
   otlpEncodedOnMainThread,
@@ -29,6 +29,7 @@ import {
   otlpSendFailed,
   otlpSinkDisabled,
 } from './events.js';
+import { parseMappingConfig, type OtlpMapping } from './mapping.js';
 import { EncodePool } from './pool.js';
 import {
   otlpBufferDropped,
@@ -100,6 +101,8 @@ export interface OpentelemetrySinkConfig {
   compression: OtlpCompression;
   headers: Record<string, string>;
   serviceName: string;
+  /** `mapping`: promoted attributes, the service and trace fields (mapping.ts). */
+  mapping: OtlpMapping;
   batchMaxEvents: number;
   batchMaxBytes: number;
   batchTimeoutSecs: number;
@@ -169,6 +172,7 @@ export function parseOpentelemetryConfig(reader: ConfigReader, env: NodeJS.Proce
   if (tls.caFile === undefined && fromEnv.caFile !== undefined) tls.caFile = fromEnv.caFile;
   if (transport === 'grpc' && codec === 'json') reader.problem('encoding "json" is not supported with protocol "grpc" (gRPC carries protobuf)');
   const serviceName = reader.string('service_name', DEFAULT_SERVICE_NAME);
+  const mapping = parseMappingConfig(reader);
 
   const batch = from('batch').table('batch');
   const batchMaxEvents = batch.number('max_events', DEFAULT_BATCH_MAX_EVENTS, { integer: true, min: 1 });
@@ -222,6 +226,7 @@ export function parseOpentelemetryConfig(reader: ConfigReader, env: NodeJS.Proce
     compression,
     headers,
     serviceName,
+    mapping,
     batchMaxEvents,
     batchMaxBytes,
     batchTimeoutSecs,
@@ -455,7 +460,7 @@ function sliceSegments(codec: OtlpCodec): SegmentOps<EncodedSlice> {
     count: sliceCount,
     slice,
     baseBytes: JSON_ENVELOPE_BYTES - 1,
-    bytes: ({ batch, from, to }) => 1 + batch.resourceEnd + batch.offsets[to]! - batch.offsets[from]! - (to > from ? 1 : 0) + 4,
+    bytes: jsonEntrySize,
   };
 }
 const JSON_ENVELOPE_BYTES = jsonRequestBody([]).length;
@@ -495,6 +500,7 @@ export class OpentelemetrySink implements Sink {
     });
     this.pool = new EncodePool({
       serviceName: config.serviceName,
+      mapping: config.mapping,
       codec: config.codec,
       onFallback: (reason, detail) => otlpEncodedOnMainThread(telemetry, id, reason, detail),
     });

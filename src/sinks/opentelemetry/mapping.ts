@@ -6,7 +6,10 @@ import { basename } from 'node:path';
 import type { AnyValueMap, LogAttributes } from '@opentelemetry/api-logs';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import type { ReadableLogRecord } from '@opentelemetry/sdk-logs';
+import { isTable, show, type ConfigReader } from '../../config/reader.js';
 import { parseJsonObject, type BatchMeta, type LineBatch } from '../../event.js';
+
+type SpanContext = NonNullable<ReadableLogRecord['spanContext']>;
 
 /** Instrumentation scope of every record; one object, since the exporter groups by identity. */
 export const INSTRUMENTATION_SCOPE: ReadableLogRecord['instrumentationScope'] = Object.freeze({ name: 'logwasm' });
@@ -18,6 +21,100 @@ export const SEVERITY_FIELDS = ['level', 'severity'] as const;
 
 /** Seconds and nanoseconds since the Unix epoch, as OpenTelemetry JS keeps times. */
 export type HrTime = [number, number];
+
+/** One top-level field of a record moved from the body into the record's attributes, as `name`. */
+export interface PromotedField {
+  field: string;
+  name: string;
+}
+
+/**
+ * The configurable part of the mapping (`mapping.*` of the sink's config). Plain data: it is the
+ * encoding workers' `workerData` too. A field name of `''` turns its rule off.
+ */
+export interface OtlpMapping {
+  /** `mapping.attributes`: top-level fields moved from the body into record attributes. */
+  attributes: readonly PromotedField[];
+  /** `mapping.service_name_field`: a top-level string field that overrides `service_name` per record. */
+  serviceNameField: string;
+  /** `mapping.trace_id_field`: 32 hex digits, the record's `trace_id`. */
+  traceIdField: string;
+  /** `mapping.span_id_field`: 16 hex digits, the record's `span_id`. */
+  spanIdField: string;
+  /** `mapping.trace_flags_field`: an integer 0-255 or two hex digits, the record's `flags`. */
+  traceFlagsField: string;
+}
+
+/** `mapping.trace_id_field`. */
+export const DEFAULT_TRACE_ID_FIELD = 'trace_id';
+/** `mapping.span_id_field`. */
+export const DEFAULT_SPAN_ID_FIELD = 'span_id';
+/** `mapping.trace_flags_field`. */
+export const DEFAULT_TRACE_FLAGS_FIELD = 'trace_flags';
+
+/** What an unconfigured `mapping` means: no attributes promoted, no service field, the trace fields. */
+export const DEFAULT_MAPPING: OtlpMapping = Object.freeze({
+  attributes: Object.freeze([]),
+  serviceNameField: '',
+  traceIdField: DEFAULT_TRACE_ID_FIELD,
+  spanIdField: DEFAULT_SPAN_ID_FIELD,
+  traceFlagsField: DEFAULT_TRACE_FLAGS_FIELD,
+});
+
+/** Record attributes logwasm sets itself: a promoted field may not take their names. */
+export const RESERVED_RECORD_ATTRIBUTES: readonly string[] = ['log.file.path', 'log.file.name', 'log.iostream'];
+
+/**
+ * The sink's `mapping` table: `attributes` (an array of field names, or a table of field =
+ * "attribute name"), `service_name_field`, `trace_id_field`, `span_id_field`, `trace_flags_field`.
+ */
+export function parseMappingConfig(reader: ConfigReader): OtlpMapping {
+  if (!reader.has('mapping')) {
+    reader.accept('mapping');
+    return DEFAULT_MAPPING;
+  }
+  const table = reader.table('mapping');
+  const attributes = parsePromotedFields(table);
+  const mapping: OtlpMapping = {
+    attributes,
+    serviceNameField: table.string('service_name_field', ''),
+    traceIdField: table.string('trace_id_field', DEFAULT_TRACE_ID_FIELD),
+    spanIdField: table.string('span_id_field', DEFAULT_SPAN_ID_FIELD),
+    traceFlagsField: table.string('trace_flags_field', DEFAULT_TRACE_FLAGS_FIELD),
+  };
+  table.finish();
+  return mapping;
+}
+
+function parsePromotedFields(table: ConfigReader): PromotedField[] {
+  const raw = table.raw('attributes');
+  if (raw === undefined) return [];
+  const invalid = (detail: string): PromotedField[] => {
+    table.problem(`invalid value for "mapping.attributes": ${detail}`);
+    return [];
+  };
+  let fields: PromotedField[];
+  if (Array.isArray(raw) && raw.every((item) => typeof item === 'string')) {
+    fields = (raw as string[]).map((field) => ({ field, name: field }));
+  } else if (isTable(raw) && Object.values(raw).every((name) => typeof name === 'string')) {
+    fields = Object.entries(raw as Record<string, string>).map(([field, name]) => ({ field, name }));
+  } else {
+    return invalid(`expected an array of field names or a table of field = "attribute name", actual: ${show(raw)}`);
+  }
+  const names = new Set<string>();
+  const seen = new Set<string>();
+  for (const { field, name } of fields) {
+    if (field === '' || name === '') return invalid('a field or attribute name is empty');
+    if (seen.has(field)) return invalid(`field "${field}" is listed twice`);
+    if (names.has(name)) return invalid(`two fields become attribute "${name}"`);
+    if (RESERVED_RECORD_ATTRIBUTES.includes(name)) return invalid(`attribute "${name}" is set by logwasm itself`);
+    // A JS object lists such keys first, which would reorder the attributes between the encoders.
+    if (/^(0|[1-9]\d*)$/.test(name)) return invalid(`attribute name "${name}" is an array index; not supported`);
+    seen.add(field);
+    names.add(name);
+  }
+  return fields;
+}
 
 /** Resource attributes of a batch: host, service and, when the source knows them, Kubernetes ones. */
 export function resourceAttributes(meta: BatchMeta, serviceName: string): Record<string, string> {
@@ -42,11 +139,17 @@ export function recordAttributes(meta: BatchMeta): Record<string, string> {
 export class RecordMapper {
   /** The exporter groups records by resource object identity: one object per distinct resource. */
   private readonly resources = new Map<string, Resource>();
+  private readonly promoted: ReadonlyMap<string, string> | undefined;
 
-  constructor(private readonly serviceName: string) {}
+  constructor(
+    private readonly serviceName: string,
+    private readonly mapping: OtlpMapping = DEFAULT_MAPPING,
+  ) {
+    this.promoted = promotedByField(mapping);
+  }
 
-  resourceFor(meta: BatchMeta): Resource {
-    const attributes = resourceAttributes(meta, this.serviceName);
+  resourceFor(meta: BatchMeta, serviceName = this.serviceName): Resource {
+    const attributes = resourceAttributes(meta, serviceName);
     const key = JSON.stringify(attributes);
     let resource = this.resources.get(key);
     if (resource === undefined) {
@@ -86,21 +189,106 @@ export class RecordMapper {
         continue;
       }
       const severity = severityOf(object);
+      const hrTime = eventTime(object) ?? observed;
+      const fields = takeMappedFields(object, this.mapping, this.promoted);
+      const spanContext = spanContextOf(fields);
       records[i] = {
-        hrTime: eventTime(object) ?? observed,
+        hrTime,
         hrTimeObserved: observed,
         ...(severity === undefined ? {} : severity),
         body: object as AnyValueMap,
-        resource,
+        resource: fields.serviceName === undefined ? resource : this.resourceFor(meta, fields.serviceName),
         instrumentationScope: INSTRUMENTATION_SCOPE,
-        attributes,
+        attributes: fields.attributes === undefined ? attributes : withPromoted(attributes, fields.attributes),
         droppedAttributesCount: 0,
+        ...(spanContext === undefined ? {} : { spanContext }),
       };
     }
     return records;
   }
 }
 
+/** What the configurable mapping takes from one JSON record. */
+export interface MappedFields {
+  /** Promoted fields as attribute name -> value, in the record's key order; undefined when none. */
+  attributes: Record<string, unknown> | undefined;
+  /** The service field's value, when it is a non-empty string. */
+  serviceName: string | undefined;
+  /** Lower-case hex. */
+  traceId: string | undefined;
+  spanId: string | undefined;
+  traceFlags: number | undefined;
+}
+
+/** `mapping.attributes` as field -> attribute name, or undefined when nothing is promoted. */
+export function promotedByField(mapping: OtlpMapping): ReadonlyMap<string, string> | undefined {
+  if (mapping.attributes.length === 0) return undefined;
+  return new Map(mapping.attributes.map(({ field, name }) => [field, name]));
+}
+
+/**
+ * Applies the configurable mapping to a parsed JSON record: promoted fields are deleted from
+ * `object` (it becomes the body) and returned as attributes; the service and trace fields are read
+ * and stay. The encoder's byte transcoder follows the same rules (encode.ts).
+ */
+export function takeMappedFields(
+  object: Record<string, unknown>,
+  mapping: OtlpMapping,
+  promoted: ReadonlyMap<string, string> | undefined = promotedByField(mapping),
+): MappedFields {
+  const service = mapping.serviceNameField === '' ? undefined : object[mapping.serviceNameField];
+  const fields: MappedFields = {
+    attributes: undefined,
+    serviceName: typeof service === 'string' && service !== '' ? service : undefined,
+    traceId: mapping.traceIdField === '' ? undefined : parseHexId(object[mapping.traceIdField], 32),
+    spanId: mapping.spanIdField === '' ? undefined : parseHexId(object[mapping.spanIdField], 16),
+    traceFlags: mapping.traceFlagsField === '' ? undefined : parseTraceFlags(object[mapping.traceFlagsField]),
+  };
+  if (promoted !== undefined) {
+    for (const key in object) {
+      const name = promoted.get(key);
+      if (name === undefined) continue;
+      // A null-prototype object: an attribute may be called `__proto__` like any JSON key.
+      fields.attributes ??= Object.create(null) as Record<string, unknown>;
+      fields.attributes[name] = object[key];
+      delete object[key];
+    }
+  }
+  return fields;
+}
+
+/** `value` as lower-case hex when it is a string of exactly `digits` hex digits, not all zero (an invalid id in OTLP). */
+export function parseHexId(value: unknown, digits: number): string | undefined {
+  if (typeof value !== 'string' || value.length !== digits) return undefined;
+  let nonZero = false;
+  for (let i = 0; i < digits; i++) {
+    const c = value.charCodeAt(i);
+    const hex = (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+    if (!hex) return undefined;
+    if (c !== 0x30) nonZero = true;
+  }
+  return nonZero ? value.toLowerCase() : undefined;
+}
+
+/** W3C trace flags: an integer 0-255, or two hex digits (`"01"`, as in a traceparent header). */
+export function parseTraceFlags(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isInteger(value) && value >= 0 && value <= 255 ? value : undefined;
+  if (typeof value !== 'string' || value.length !== 2 || !/^[0-9a-fA-F]{2}$/.test(value)) return undefined;
+  return parseInt(value, 16);
+}
+
+/** The OpenTelemetry JS form of the trace context (its serializers skip empty ids and zero flags). */
+function spanContextOf(fields: MappedFields): SpanContext | undefined {
+  if (fields.traceId === undefined && fields.spanId === undefined && fields.traceFlags === undefined) return undefined;
+  return { traceId: fields.traceId ?? '', spanId: fields.spanId ?? '', traceFlags: fields.traceFlags ?? 0 };
+}
+
+/** The batch's attributes, then the promoted ones. */
+function withPromoted(shared: LogAttributes, promoted: Record<string, unknown>): LogAttributes {
+  const attributes = Object.assign(Object.create(null) as LogAttributes, shared);
+  for (const name in promoted) attributes[name] = promoted[name] as LogAttributes[string];
+  return attributes;
+}
 
 export function hrTimeFromMs(ms: number): HrTime {
   const seconds = Math.floor(ms / 1000);

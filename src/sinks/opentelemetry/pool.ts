@@ -16,6 +16,7 @@ import { Piscina } from 'piscina';
 import type { LineBatch } from '../../event.js';
 import { BatchEncoder, type EncodeInput, type EncodedBatch } from './encode.js';
 import { JsonBatchEncoder } from './encode-json.js';
+import { DEFAULT_MAPPING, type OtlpMapping } from './mapping.js';
 import type { EncodeTask, EncodeWorkerInit, EncodeWorkerResult } from './protocol.js';
 
 /**
@@ -32,6 +33,8 @@ export interface EncodePoolOptions {
   serviceName: string;
   /** OTLP protobuf (default) or OTLP JSON. */
   codec?: 'protobuf' | 'json';
+  /** The sink's `mapping.*` options; DEFAULT_MAPPING when absent. */
+  mapping?: OtlpMapping;
   threads?: number;
   /** Told whenever a batch is encoded on the main thread, with the worker's message if any. */
   onFallback?: (reason: FallbackReason, detail: string) => void;
@@ -60,7 +63,8 @@ export class EncodePool {
   private missing: string | undefined;
 
   constructor(private readonly options: EncodePoolOptions) {
-    this.local = options.codec === 'json' ? new JsonBatchEncoder(options.serviceName) : new BatchEncoder(options.serviceName);
+    const mapping = options.mapping ?? DEFAULT_MAPPING;
+    this.local = options.codec === 'json' ? new JsonBatchEncoder(options.serviceName, mapping) : new BatchEncoder(options.serviceName, mapping);
   }
 
   /** Starts the worker threads; without a worker script, every batch is encoded inline. */
@@ -83,7 +87,11 @@ export class EncodePool {
       return;
     }
     const threads = this.options.threads ?? DEFAULT_ENCODE_THREADS;
-    const workerData: EncodeWorkerInit = { serviceName: this.options.serviceName, codec: this.options.codec ?? 'protobuf' };
+    const workerData: EncodeWorkerInit = {
+      serviceName: this.options.serviceName,
+      mapping: this.options.mapping ?? DEFAULT_MAPPING,
+      codec: this.options.codec ?? 'protobuf',
+    };
     this.pool = new Piscina({ filename, minThreads: threads, maxThreads: threads, idleTimeout: Infinity, workerData });
   }
 
@@ -98,7 +106,10 @@ export class EncodePool {
     const task: EncodeTask = { data: ownedView(batch.data), offsets: ownedView(batch.offsets), meta: batch.meta };
     const transferList = task.data.buffer === task.offsets.buffer ? [task.data.buffer] : [task.data.buffer, task.offsets.buffer];
     const result = (await pool.run(task, { transferList: transferList as ArrayBuffer[] })) as EncodeWorkerResult;
-    if (result.status === 'encoded') return { bytes: result.bytes, offsets: result.offsets, resourceEnd: result.resourceEnd };
+    if (result.status === 'encoded') {
+      const { bytes, offsets, resourceEnd, groups } = result;
+      return groups === undefined ? { bytes, offsets, resourceEnd } : { bytes, offsets, resourceEnd, groups };
+    }
     this.options.onFallback?.('worker_failed', result.message);
     return this.local.encode({ data: result.data, offsets: result.offsets, meta: batch.meta });
   }

@@ -3,10 +3,13 @@
  * plain data only.
  */
 import type { BatchMeta } from '../../event.js';
+import type { OtlpMapping } from './mapping.js';
 
 /** `workerData` of every worker in a sink's pool. */
 export interface EncodeWorkerInit {
   serviceName: string;
+  /** The sink's `mapping.*` options. */
+  mapping: OtlpMapping;
   /** Which encoder the worker runs: OTLP protobuf (encode.ts) or OTLP JSON (encode-json.ts). */
   codec: 'protobuf' | 'json';
 }
@@ -20,6 +23,6 @@ export interface EncodeTask {
 
 export type EncodeWorkerResult =
   /** An `EncodedBatch`: its buffers are transferred back. */
-  | { status: 'encoded'; bytes: Uint8Array; offsets: Uint32Array; resourceEnd: number }
+  | { status: 'encoded'; bytes: Uint8Array; offsets: Uint32Array; resourceEnd: number; groups?: Uint32Array }
   /** The encoder threw: the input comes back (transferred) so the caller can still deliver it. */
   | { status: 'failed'; message: string; data: Uint8Array; offsets: Uint32Array };

@@ -10,10 +10,13 @@
  * than `MAX_DEPTH`. The caller checks the line is valid UTF-8 first.
  *
  * While transcoding the top-level object it captures the values of the timestamp and severity
- * fields (mapping.ts's TIMESTAMP_FIELDS and SEVERITY_FIELDS) as JS values, for the same rules as
- * the JSON.parse path.
+ * fields (mapping.ts's TIMESTAMP_FIELDS and SEVERITY_FIELDS) and of the mapping's trace and service
+ * fields as JS values, for the same rules as the JSON.parse path. Members promoted to attributes
+ * (`mapping.attributes`) are written, then moved out of the body into `promoted` as
+ * `LogRecord.attributes` entries: the same KeyValue bytes behind another tag.
  */
 import type { Writer } from './encode.js';
+import { DEFAULT_MAPPING, type OtlpMapping } from './mapping.js';
 
 /** Nesting beyond this goes to the JSON.parse path (which has no recursion limit of ours). */
 export const MAX_DEPTH = 64;
@@ -34,7 +37,13 @@ const TWO_32 = 0x1_0000_0000;
 
 /** Captured top-level fields, in this order: the timestamp fields, then the severity fields. */
 export const CAPTURED_FIELDS = ['timestamp', 'ts', 'time', 'level', 'severity'] as const;
-const CAPTURED_BYTES = CAPTURED_FIELDS.map((name) => new TextEncoder().encode(name));
+/** Indexes in `captured` of the mapping's fields, after CAPTURED_FIELDS. */
+export const CAPTURE_TRACE_ID = 5;
+export const CAPTURE_SPAN_ID = 6;
+export const CAPTURE_TRACE_FLAGS = 7;
+export const CAPTURE_SERVICE = 8;
+const CAPTURE_SLOTS = 9;
+const TAG_RECORD_ATTRIBUTE = 0x32; // LogRecord.attributes = 6, LEN
 
 /** Marks a captured string not decoded yet. */
 export const RAW: unique symbol = Symbol('raw');
@@ -49,9 +58,7 @@ const FNV_PRIME = 0x01000193;
 const MEMBER_SLACK = 16;
 const BACKSLASH = 0x5c;
 
-const CAPTURED_HASHES = Int32Array.from(CAPTURED_BYTES, fnv1a);
-/** The hash bits (as members() takes them) of the captured keys: most keys are ruled out by one test. */
-const CAPTURED_BITS = CAPTURED_HASHES.reduce((bits, hash) => bits | (1 << (hash >>> 27)), 0);
+const utf8 = new TextEncoder();
 
 export class JsonTranscoder {
   private data: Uint8Array = new Uint8Array(0);
@@ -73,9 +80,20 @@ export class JsonTranscoder {
    * or absent fields, or RAW for an unescaped string still in the line at `spans` (read through
    * capturedValue() or directly from the bytes).
    */
-  readonly captured: (string | number | typeof RAW | undefined)[] = [undefined, undefined, undefined, undefined, undefined];
+  readonly captured: (string | number | typeof RAW | undefined)[] = new Array<undefined>(CAPTURE_SLOTS).fill(undefined);
   /** Start and end in the line of each RAW capture. */
-  readonly spans = new Uint32Array(CAPTURED_FIELDS.length * 2);
+  readonly spans = new Uint32Array(CAPTURE_SLOTS * 2);
+  /** Top-level keys watched (captured, promoted or both), their FNV-1a hashes and hash bits. */
+  private readonly keys: Uint8Array[] = [];
+  private readonly keyHashes: Int32Array;
+  /** The hash bits (as members() takes them) of the watched keys: most keys are ruled out by one test. */
+  private readonly keyBits: number;
+  /** Per watched key: its index in `captured`, or -1. */
+  private readonly keyCapture: Int8Array;
+  /** Per watched key: the encoded `KeyValue.key` of the attribute it is promoted to, or undefined. */
+  private readonly keyPromote: (Uint8Array | undefined)[] = [];
+  /** Pairs [to, from] of `captured` slots: a field that feeds two rules (the same key configured twice). */
+  private readonly aliases: number[] = [];
 
   /** Captured value `k` as JSON.parse would give it (string or number), or undefined. */
   capturedValue(k: number): string | number | undefined {
@@ -91,7 +109,42 @@ export class JsonTranscoder {
     return this.data;
   }
 
-  constructor(private readonly w: Writer) {}
+  constructor(
+    private readonly w: Writer,
+    /** Receives the last object's promoted members, as `LogRecord.attributes` entries in line order. */
+    readonly promoted: Writer,
+    mapping: OtlpMapping = DEFAULT_MAPPING,
+  ) {
+    const names = [...CAPTURED_FIELDS, mapping.traceIdField, mapping.spanIdField, mapping.traceFlagsField, mapping.serviceNameField];
+    const captures: number[] = [];
+    const keyOf = (name: string): number => {
+      let k = this.keys.findIndex((key) => Buffer.from(key).toString() === name);
+      if (k === -1) {
+        k = this.keys.push(utf8.encode(name)) - 1;
+        captures.push(-1);
+        this.keyPromote.push(undefined);
+      }
+      return k;
+    };
+    names.forEach((name, slot) => {
+      if (name === '') return;
+      const k = keyOf(name);
+      if (captures[k] === -1) captures[k] = slot;
+      else this.aliases.push(slot, captures[k]!);
+    });
+    for (const { field, name } of mapping.attributes) {
+      const bytes = utf8.encode(name);
+      const size = varintBytes(bytes.length);
+      const key = new Uint8Array(1 + size + bytes.length);
+      key[0] = TAG_KEY;
+      for (let value = bytes.length, i = 1; i <= size; i++, value = Math.floor(value / 128)) key[i] = i < size ? (value & 0x7f) | 0x80 : value;
+      key.set(bytes, 1 + size);
+      this.keyPromote[keyOf(field)] = key;
+    }
+    this.keyHashes = Int32Array.from(this.keys, fnv1a);
+    this.keyBits = this.keyHashes.reduce((bits, hash) => bits | (1 << (hash >>> 27)), 0);
+    this.keyCapture = Int8Array.from(captures);
+  }
 
   /**
    * Writes the `KeyValueList` content of the object in `data[start, end)` (first byte `{`,
@@ -104,6 +157,7 @@ export class JsonTranscoder {
     this.end = end;
     this.pos = start;
     this.hashTop = 0;
+    this.promoted.pos = 0;
     const captured = this.captured;
     for (let i = 0; i < captured.length; i++) captured[i] = undefined;
     try {
@@ -113,6 +167,14 @@ export class JsonTranscoder {
       return false;
     }
     this.skipBlanks();
+    const aliases = this.aliases;
+    for (let i = 0; i < aliases.length; i += 2) {
+      const to = aliases[i]!;
+      const from = aliases[i + 1]!;
+      captured[to] = captured[from];
+      this.spans[to * 2] = this.spans[from * 2]!;
+      this.spans[to * 2 + 1] = this.spans[from * 2 + 1]!;
+    }
     return this.pos === end;
   }
 
@@ -214,7 +276,8 @@ export class JsonTranscoder {
         this.hashes = grown;
       }
       this.hashes[this.hashTop++] = hash;
-      const capture = depth === 0 && (bit & CAPTURED_BITS) !== 0 ? capturedIndex(hash, buf, keyStart, keyEnd) : -1;
+      const watched = depth === 0 && (bit & this.keyBits) !== 0 ? this.keyIndex(hash, buf, keyStart, keyEnd) : -1;
+      const capture = watched >= 0 ? this.keyCapture[watched]! : -1;
 
       // Blanks are rare in machine-written lines: look for them only where the next byte is one.
       if (p < end && data[p] === 0x3a) {
@@ -298,6 +361,10 @@ export class JsonTranscoder {
         w.pos = out;
         w.end(entry + 1, 1);
       }
+      if (watched >= 0) {
+        const key = this.keyPromote[watched];
+        if (key !== undefined) this.promote(entry, key);
+      }
       if (p >= end) return false;
       c = data[p]!;
       if (c <= 0x20) {
@@ -317,6 +384,35 @@ export class JsonTranscoder {
       }
       return false;
     }
+  }
+
+  /**
+   * Moves the member written at `entry` (up to the writer's position) out of the body, into
+   * `promoted` as a `LogRecord.attributes` entry named by `key` (an encoded `KeyValue.key`).
+   */
+  private promote(entry: number, key: Uint8Array): void {
+    const w = this.w;
+    const buf = w.buf;
+    const end = w.pos;
+    // Past the entry's tag and length, then the KeyValue's key: what is left is its value field.
+    let at = entry + 1;
+    while (buf[at]! >= 0x80) at++;
+    at += 2;
+    let keyLength = 0;
+    for (let shift = 1; ; shift *= 128) {
+      const b = buf[at++]!;
+      keyLength += (b & 0x7f) * shift;
+      if (b < 0x80) break;
+    }
+    at += keyLength;
+    const out = this.promoted;
+    out.byte(TAG_RECORD_ATTRIBUTE);
+    out.varint(key.length + end - at);
+    out.ensure(key.length + end - at);
+    out.buf.set(key, out.pos);
+    out.buf.set(buf.subarray(at, end), out.pos + key.length);
+    out.pos += key.length + end - at;
+    w.pos = entry;
   }
 
   /** Captures the last string read (see `captured`), still in the line. */
@@ -656,6 +752,21 @@ export class JsonTranscoder {
     return true;
   }
 
+  /** Index in `keys` of the key in `buf[start, end)` whose FNV-1a hash is `hash`, or -1. */
+  private keyIndex(hash: number, buf: Uint8Array, start: number, end: number): number {
+    const hashes = this.keyHashes;
+    for (let k = 0; k < hashes.length; k++) {
+      if (hashes[k] !== hash) continue;
+      const name = this.keys[k]!;
+      const length = end - start;
+      if (name.length !== length) continue;
+      let i = 0;
+      while (i < length && buf[start + i] === name[i]) i++;
+      if (i === length) return k;
+    }
+    return -1;
+  }
+
   /** Whether the last string written had escapes (for tests). */
   get lastStringEscaped(): boolean {
     return this.stringEscaped;
@@ -670,20 +781,6 @@ function skipBlanks(data: Uint8Array, pos: number, end: number): number {
     pos++;
   }
   return pos;
-}
-
-/** Index in CAPTURED_FIELDS of the key in `buf[start, end)` whose FNV-1a hash is `hash`, or -1. */
-function capturedIndex(hash: number, buf: Uint8Array, start: number, end: number): number {
-  for (let k = 0; k < CAPTURED_HASHES.length; k++) {
-    if (CAPTURED_HASHES[k] !== hash) continue;
-    const name = CAPTURED_BYTES[k]!;
-    const length = end - start;
-    if (name.length !== length) continue;
-    let i = 0;
-    while (i < length && buf[start + i] === name[i]) i++;
-    if (i === length) return k;
-  }
-  return -1;
 }
 
 /** FNV-1a hash of `bytes`, as members() computes it for keys. */

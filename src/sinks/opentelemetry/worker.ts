@@ -10,7 +10,7 @@ import { JsonBatchEncoder } from './encode-json.js';
 import type { EncodeTask, EncodeWorkerInit, EncodeWorkerResult } from './protocol.js';
 
 const init = workerData as EncodeWorkerInit;
-const encoder = init.codec === 'json' ? new JsonBatchEncoder(init.serviceName) : new BatchEncoder(init.serviceName);
+const encoder = init.codec === 'json' ? new JsonBatchEncoder(init.serviceName, init.mapping) : new BatchEncoder(init.serviceName, init.mapping);
 
 export default function encodeBatch(task: EncodeTask): unknown {
   let result: EncodeWorkerResult;
@@ -18,6 +18,8 @@ export default function encodeBatch(task: EncodeTask): unknown {
   try {
     const encoded = encoder.encode(task);
     result = { status: 'encoded', bytes: encoded.bytes, offsets: encoded.offsets, resourceEnd: encoded.resourceEnd };
+    // A handful of numbers: copied, not transferred.
+    if (encoded.groups !== undefined) result.groups = encoded.groups;
     transfer = [encoded.bytes.buffer, encoded.offsets.buffer];
   } catch (error) {
     result = {
