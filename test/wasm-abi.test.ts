@@ -99,6 +99,20 @@ describe('process_batch', () => {
     expect(texts(next)).toEqual(['next']);
   });
 
+  it('hands its output on in buffers of exactly their size, batched or line by line, so the next owner transfers them without a copy', () => {
+    const runner = new PluginRunner(module);
+    // Large enough batches that the output buffer's estimate (from the batches before) leaves a
+    // little slack, not a lot.
+    const lines = Array.from({ length: 2000 }, (_, i) => `plain ${i} ${'x'.repeat(100)}`);
+    for (const mode of ['auto', 'per_line', 'auto', 'auto'] as const) {
+      const { data, offsets } = layout(lines);
+      const outcome = runner.processBatch(data, offsets, mode);
+      expect(outcome.data.byteLength).toBeGreaterThan(0);
+      expect([outcome.data.byteOffset, outcome.data.buffer.byteLength]).toEqual([0, outcome.data.byteLength]);
+      expect([outcome.offsets.byteOffset, outcome.offsets.buffer.byteLength]).toEqual([0, outcome.offsets.byteLength]);
+    }
+  });
+
   it('handles a batch whose offsets do not start at 0 (a view into a larger batch)', () => {
     const whole = layout(['skip', 'M', 'keep']);
     const outcome = new PluginRunner(module).processBatch(whole.data, whole.offsets.subarray(1));

@@ -125,9 +125,8 @@ export class EncodePool {
 
 /**
  * `view` itself when it spans its whole (non-shared) buffer, else a copy that does: transferring
- * a view's buffer would take whatever else the caller keeps in it. The wasm transform's output is
- * such a view (the used part of its output buffer), so this copies every batch of it on the main
- * thread; its producer handing on exactly sized buffers would remove the copy.
+ * a view's buffer would take whatever else the caller keeps in it. The file source and the wasm
+ * transform hand on exactly sized buffers, so on the usual path nothing is copied here.
  */
 function ownedView<T extends Uint8Array | Uint32Array>(view: T): T {
   const whole = view.byteOffset === 0 && view.byteLength === view.buffer.byteLength && view.buffer instanceof ArrayBuffer;
