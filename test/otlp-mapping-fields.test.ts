@@ -179,6 +179,15 @@ describe('OTLP mapping: protobuf encoder against the OpenTelemetry serializer', 
     }
   });
 
+  it('more services than the encoder compares by bytes, in runs and interleaved', () => {
+    const lines = Array.from({ length: 120 }, (_, i) => JSON.stringify({ n: i, service: `s-${i < 40 ? Math.floor(i / 4) : i % 25}`, method: 'GET' }));
+    const rules = mapping({ attributes: [{ field: 'method', name: 'method' }], serviceNameField: 'service' });
+    const input = batch(lines);
+    const encoded = new BatchEncoder('svc', rules).encode(input);
+    expect(encoded.groups!.length / 4).toBe(25);
+    expect(decode(whole(encoded))).toEqual(reference(input, rules));
+  });
+
   it('with no mapping configured, records are as before: trace fields only by their default names', () => {
     const input = batch(LINES);
     const encoded = new BatchEncoder('svc').encode(input);

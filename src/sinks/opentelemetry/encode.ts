@@ -457,6 +457,9 @@ export class BatchEncoder {
   private readonly promoted = new Writer(256);
   /** The groups' headers, when grouped. */
   private readonly head = new Writer(256);
+  /** The two parts of a transcoded record's tail, per batch, for records with promoted attributes between them. */
+  private tailAttributes = new Uint8Array(0);
+  private tailObserved = new Uint8Array(0);
   private readonly transcoder: JsonTranscoder;
   private readonly levels = new LevelCache();
   private readonly promotedFields: ReadonlyMap<string, string> | undefined;
@@ -466,8 +469,8 @@ export class BatchEncoder {
   private readonly groupNames: string[] = [];
   private readonly groupIndex = new Map<string, number>();
   private groupOf = new Uint32Array(0);
-  /** The last service value read from a line's bytes, and its group: consecutive lines mostly share it. */
-  private lastService = { start: 0, end: 0, group: -1 };
+  /** Each group's service name as UTF-8, to find the group of a value still in the line's bytes. */
+  private readonly groupKeys: Uint8Array[] = [];
   /** Records encoded so far by the byte transcoder and through JSON.parse or as text: for tests and benchmarks. */
   readonly stats = { transcoded: 0, other: 0 };
 
@@ -501,6 +504,10 @@ export class BatchEncoder {
     attributes.byte(TAG_OBSERVED_TIME);
     writeHrTime(attributes, observed);
     const tail = attributes.buf.slice(0, attributes.pos);
+    if (this.promotedFields !== undefined) {
+      this.tailAttributes = tail.slice(0, attributeBytes.length);
+      this.tailObserved = tail.slice(attributeBytes.length);
+    }
 
     const recordOffsets = new Uint32Array(count + 1);
     const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -618,17 +625,20 @@ export class BatchEncoder {
       this.writeTraceContext(data);
     }
     const promoted = this.promoted;
-    if (promoted.pos === 0) {
+    const promotedLength = promoted.pos;
+    if (promotedLength === 0) {
       copyInto(writer, tail);
     } else {
-      // The batch's attributes, the promoted ones, then the observed time (the tail's last 9 bytes).
-      const split = tail.length - 9;
-      writer.ensure(tail.length + promoted.pos);
+      // The batch's attributes, the promoted ones, then the observed time.
+      copyInto(writer, this.tailAttributes);
+      writer.ensure(promotedLength);
       buf = writer.buf;
-      buf.set(tail.subarray(0, split), writer.pos);
-      buf.set(promoted.buf.subarray(0, promoted.pos), writer.pos + split);
-      buf.set(tail.subarray(split), writer.pos + split + promoted.pos);
-      writer.pos += tail.length + promoted.pos;
+      const from = promoted.buf;
+      const pos = writer.pos;
+      if (promotedLength > COPY_LOOP_MAX) buf.set(from.subarray(0, promotedLength), pos);
+      else for (let i = 0; i < promotedLength; i++) buf[pos + i] = from[i]!;
+      writer.pos = pos + promotedLength;
+      copyInto(writer, this.tailObserved);
     }
     writer.end(at + 1, 2);
     return true;
@@ -658,15 +668,16 @@ export class BatchEncoder {
   /** Per batch: no groups yet, room for every record's group. */
   private startGroups(count: number): void {
     this.groupNames.length = 0;
+    this.groupKeys.length = 0;
     this.groupIndex.clear();
     if (this.groupOf.length < count) this.groupOf = new Uint32Array(count);
-    this.lastService = { start: 0, end: 0, group: -1 };
   }
 
   private groupFor(serviceName: string): number {
     let group = this.groupIndex.get(serviceName);
     if (group === undefined) {
       group = this.groupNames.push(serviceName) - 1;
+      this.groupKeys.push(Buffer.from(serviceName));
       this.groupIndex.set(serviceName, group);
     }
     return group;
@@ -680,15 +691,17 @@ export class BatchEncoder {
       const start = transcoder.spans[CAPTURE_SERVICE * 2]!;
       const end = transcoder.spans[CAPTURE_SERVICE * 2 + 1]!;
       if (start === end) return this.groupFor(this.serviceName);
-      const last = this.lastService;
-      if (last.group !== -1 && last.end - last.start === end - start) {
+      // A few services per batch, usually: compared by bytes, without decoding the value.
+      const keys = this.groupKeys;
+      const length = end - start;
+      for (let g = 0; g < keys.length && g < GROUP_SCAN_MAX; g++) {
+        const key = keys[g]!;
+        if (key.length !== length) continue;
         let i = 0;
-        while (i < end - start && data[last.start + i] === data[start + i]) i++;
-        if (i === end - start) return last.group;
+        while (i < length && key[i] === data[start + i]) i++;
+        if (i === length) return g;
       }
-      const group = this.groupFor(transcoder.capturedValue(CAPTURE_SERVICE) as string);
-      this.lastService = { start, end, group };
-      return group;
+      return this.groupFor(transcoder.capturedValue(CAPTURE_SERVICE) as string);
     }
     return this.groupFor(typeof value === 'string' && value !== '' ? value : this.serviceName);
   }
@@ -733,11 +746,16 @@ export class BatchEncoder {
     for (let i = 0; i < count; i++) order[next[groupOf[i]!]!++] = i;
     const offsets = new Uint32Array(count + 1);
     let pos = headerBytes;
-    for (let j = 0; j < count; j++) {
-      const i = order[j]!;
-      offsets[j] = pos;
-      bytes.set(records.subarray(recordOffsets[i]!, recordOffsets[i + 1]!), pos);
-      pos += recordOffsets[i + 1]! - recordOffsets[i]!;
+    for (let j = 0; j < count; ) {
+      // Records next to each other in the line order and in the group order: one copy.
+      let k = j + 1;
+      while (k < count && order[k] === order[k - 1]! + 1) k++;
+      const from = recordOffsets[order[j]!]!;
+      for (let r = j; r < k; r++) offsets[r] = pos + recordOffsets[order[r]!]! - from;
+      const to = recordOffsets[order[k - 1]! + 1]!;
+      bytes.set(records.subarray(from, to), pos);
+      pos += to - from;
+      j = k;
     }
     offsets[count] = pos;
     return { bytes, offsets, resourceEnd: groups[1]!, groups };
@@ -756,6 +774,9 @@ export class BatchEncoder {
     this.writer.string(text.toString('utf8', start, end));
   }
 }
+
+/** Groups whose service name capturedGroup() compares by bytes; later ones are found by decoded name. */
+const GROUP_SCAN_MAX = 16;
 
 /** Captured slot, tag and size in bytes of the two ids. */
 const TRACE_IDS = [
