@@ -12,7 +12,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigReader, type ConfigTable } from '../src/config/reader.js';
 import type { ConfigProblem } from '../src/errors.js';
 import { batchFromLines, type BatchMeta, type LineBatch } from '../src/event.js';
-import { JsonBatchEncoder, jsonRequestBody } from '../src/sinks/opentelemetry/encode-json.js';
+import { JsonBatchEncoder, jsonEntrySize, jsonRequestBody } from '../src/sinks/opentelemetry/encode-json.js';
 import { BatchEncoder, entrySize, requestBody, type EncodedSlice } from '../src/sinks/opentelemetry/encode.js';
 import { opentelemetrySink, type OpentelemetrySinkConfig, type OpentelemetrySink } from '../src/sinks/opentelemetry/index.js';
 import { DEFAULT_MAPPING, RecordMapper, type OtlpMapping } from '../src/sinks/opentelemetry/mapping.js';
@@ -224,7 +224,13 @@ describe('OTLP mapping: JSON encoder against the OpenTelemetry JSON serializer',
         r.scopeLogs[0]!.logRecords.map((record) => ({ resource: r.resource, record })),
       );
     for (const cut of [0, 1, 3, 5, LINES.length]) {
-      expect(records(parsed([{ batch: encoded, from: 0, to: cut }, { batch: encoded, from: cut, to: LINES.length }]))).toEqual(records(expected));
+      const slices: EncodedSlice[] = [
+        { batch: encoded, from: 0, to: cut },
+        { batch: encoded, from: cut, to: LINES.length },
+      ];
+      expect(records(parsed(slices))).toEqual(records(expected));
+      // What the sink counts against batch.max_bytes: the envelope, then each entry with its comma.
+      expect(jsonRequestBody(slices).length).toBe(jsonRequestBody([]).length - 1 + jsonEntrySize(slices[0]!) + jsonEntrySize(slices[1]!));
     }
   });
 });
