@@ -146,7 +146,10 @@ class LineFailed extends Error {
   }
 }
 
-/** Output records in the LineBatch layout, grown by doubling. Shared with fluent-bit.ts. */
+/**
+ * Output records in the LineBatch layout, grown by doubling. Shared with fluent-bit.ts. A runner
+ * keeps one and reuses its buffers from batch to batch (`reset`); `finish` hands out exact copies.
+ */
 export class OutputBuilder {
   data: Uint8Array;
   offsets: Uint32Array;
@@ -156,6 +159,14 @@ export class OutputBuilder {
   constructor(bytes: number, records: number) {
     this.data = new Uint8Array(bytes);
     this.offsets = new Uint32Array(records + 1);
+  }
+
+  /** Empties the builder for a new batch, with room for at least `bytes` bytes and `records` records. */
+  reset(bytes: number, records: number): void {
+    this.used = 0;
+    this.records = 0;
+    if (this.data.byteLength < bytes) this.data = new Uint8Array(bytes);
+    if (this.offsets.length < records + 1) this.offsets = new Uint32Array(records + 1);
   }
 
   push(record: Uint8Array): void {
@@ -196,15 +207,14 @@ export class OutputBuilder {
   }
 
   /**
-   * The records in buffers of exactly their size. Both buffers are transferred across threads and
-   * handed on as a batch: slack would travel with them, and a view into a larger buffer would have
-   * to be copied by its next owner (the OTLP sink's encoder pool) on the main thread. Copying here,
-   * in the worker, costs a memcpy of the output.
+   * Copies of the records in buffers of exactly their size. They are transferred across threads
+   * and handed on as a batch: slack would travel with them, and a view into a larger buffer would
+   * have to be copied by its next owner (the OTLP sink's encoder pool) on the main thread. The
+   * copy here, in the worker, is one memcpy of the output, and it lets the builder keep its own
+   * buffers for the next batch (one allocation per batch, not two).
    */
   finish(): { data: Uint8Array; offsets: Uint32Array } {
-    const offsets = this.records + 1 === this.offsets.length ? this.offsets : this.offsets.slice(0, this.records + 1);
-    const data = this.used === this.data.byteLength ? this.data : this.data.slice(0, this.used);
-    return { data, offsets };
+    return { data: this.data.slice(0, this.used), offsets: this.offsets.slice(0, this.records + 1) };
   }
 }
 
@@ -237,6 +247,8 @@ export class PluginRunner implements BatchRunner {
   private inputCapacity = 0;
   /** Output bytes per input byte to size the next batch's output buffer for; see processBatch. */
   private outputRatio = OUTPUT_RATIO_INITIAL;
+  /** Reused by every batch; see OutputBuilder.finish. */
+  private readonly output = new OutputBuilder(0, 0);
   /** How many times a trapped instance was replaced: for tests and debugging. */
   reinstantiations = 0;
   /** How many `process_batch` calls failed and were redone line by line: for tests. */
@@ -289,9 +301,9 @@ export class PluginRunner implements BatchRunner {
   processBatch(data: Uint8Array, offsets: Uint32Array, mode: BatchMode = 'auto'): BatchOutcome {
     const count = Math.max(0, offsets.length - 1);
     // Sized from what the last batches emitted per input byte (json_parser: about 1.22), so that
-    // the buffer rarely doubles: a doubled buffer is a copy, and its unused half would travel
-    // downstream with the batch and stay allocated until the batch is done with.
-    const out = new OutputBuilder(Math.ceil(data.byteLength * this.outputRatio) + INPUT_BUFFER_STEP, count);
+    // the reused buffer rarely doubles mid-batch (a doubling is a copy of what it holds).
+    const out = this.output;
+    out.reset(Math.ceil(data.byteLength * this.outputRatio) + INPUT_BUFFER_STEP, count);
     const state = { dropped: 0, failures: [] as LineFailure[], firstError: undefined as string | undefined };
     let batched = false;
     if (mode === 'auto' && count > 0 && this.useBatchEntry && (this.guest ?? this.tryReplace())?.processBatch !== undefined) {
