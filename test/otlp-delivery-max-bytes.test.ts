@@ -116,9 +116,10 @@ describe('batch.max_bytes: the Delivery engine', () => {
   it('cuts a request before the record that would take it beyond max_bytes, inside and across segments', async () => {
     const { delivery, requests, size } = engine(100);
     await Promise.all([delivery.write([20, 20, 20, 20, 20, 20]), delivery.write([30, 30]), delivery.write([5])]);
-    // 5 + (10 + 80) fits 100; a fifth 20 would not. Then 5 + (10 + 40) + (10 + 30) = 95: the
-    // second 30 would not fit, nor its segment's own 10-byte header with the last 5.
-    expect(requests).toEqual([[[20, 20, 20, 20]], [[20, 20], [30]], [[30], [5]]]);
+    // 5 + (10 + 80) fits 100; a fifth 20 would not. Then 5 + (10 + 40) + (10 + 60) = 125: the
+    // [30, 30] segment does not fit behind the rest of the first, but fits a request of its own,
+    // so it is not split: it goes whole, with the [5] segment behind it (5 + 70 + 15 = 90).
+    expect(requests).toEqual([[[20, 20, 20, 20]], [[20, 20]], [[30, 30], [5]]]);
     for (const request of requests) expect(size(request)).toBeLessThanOrEqual(100);
   });
 

@@ -38,21 +38,38 @@ describe('Delivery', () => {
     const { calls, send } = manualSend();
     const { log, events } = recorder();
     const delivery = new Delivery(send, options(), events);
-    const a = delivery.write([1, 2]);
-    const b = delivery.write([3, 4]);
+    const a = delivery.write([1]);
+    // Bigger than a request: split to fill one.
+    const b = delivery.write([2, 3, 4, 5]);
     await pollUntil('one request', () => calls.length === 1 || undefined);
     expect(calls[0]!.records).toEqual([1, 2, 3]);
     calls[0]!.answer({ status: 'sent' });
     await a;
     const fb = settledFlag(b);
     await Promise.resolve();
-    expect(fb.settled).toBe(false); // record 4 is still buffered
+    expect(fb.settled).toBe(false); // records 4 and 5 are still buffered
     const stopped = delivery.stop();
     await pollUntil('the flushed remainder', () => calls.length === 2 || undefined);
-    expect(calls[1]!.records).toEqual([4]);
+    expect(calls[1]!.records).toEqual([4, 5]);
     calls[1]!.answer({ status: 'sent' });
     await Promise.all([b, stopped]);
-    expect(log).toEqual(['sent 3', 'sent 1']);
+    expect(log).toEqual(['sent 3', 'sent 2']);
+  });
+
+  it('does not split a write that fits a request of its own: the request before it goes short', async () => {
+    const { calls, send } = manualSend();
+    const delivery = new Delivery(send, options(), recorder().events);
+    const a = delivery.write([1, 2]);
+    const b = delivery.write([3, 4]);
+    await pollUntil('one request', () => calls.length === 1 || undefined);
+    expect(calls[0]!.records).toEqual([1, 2]);
+    calls[0]!.answer({ status: 'sent' });
+    await a;
+    const stopped = delivery.stop();
+    await pollUntil('the second write, whole', () => calls.length === 2 || undefined);
+    expect(calls[1]!.records).toEqual([3, 4]);
+    calls[1]!.answer({ status: 'sent' });
+    await Promise.all([b, stopped]);
   });
 
   it('at most maxInFlight requests; write() waits when maxPending records are queued', async () => {

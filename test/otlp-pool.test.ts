@@ -1,6 +1,6 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { batchFromLines, type BatchMeta } from '../src/event.js';
-import { BatchEncoder } from '../src/sinks/opentelemetry/encode.js';
+import { BatchEncoder, entrySize, framedAsRequest, requestBody } from '../src/sinks/opentelemetry/encode.js';
 import { EncodePool, type FallbackReason } from '../src/sinks/opentelemetry/pool.js';
 
 const encoder = new TextEncoder();
@@ -22,7 +22,7 @@ function pool(options: { filename?: string } = {}) {
 }
 
 describe('EncodePool', () => {
-  it('encodes in a worker thread exactly as on the main thread; both buffers go back and forth by transfer', async () => {
+  it('encodes in a worker thread exactly as on the main thread, framed as a whole request; both buffers go back and forth by transfer', async () => {
     const { pool: p, fallbacks } = pool();
     await p.start();
     expect(p.threaded).toBe(true); // requires `npm run build`
@@ -33,9 +33,15 @@ describe('EncodePool', () => {
     expect(data.buffer.byteLength).toBe(0);
     expect(offsets.buffer.byteLength).toBe(0);
     const local = new BatchEncoder('svc').encode(batch(lines));
-    expect(encoded.bytes).toEqual(local.bytes);
-    expect(encoded.offsets).toEqual(local.offsets);
-    expect(encoded.resourceEnd).toBe(local.resourceEnd);
+    expect(encoded).toEqual(framedAsRequest(new BatchEncoder('svc').encode(batch(lines))));
+    // The worker's bytes are the request for the whole batch (sent as they are), and any part of
+    // it still makes the same request as the main thread's encoding.
+    expect(encoded.request).toBeDefined();
+    expect(requestBody([{ batch: encoded, from: 0, to: 3 }])).toBe(encoded.bytes);
+    for (const [from, to] of [[0, 3], [0, 1], [1, 3], [2, 2]] as const) {
+      expect(Buffer.from(requestBody([{ batch: encoded, from, to }]))).toEqual(Buffer.from(requestBody([{ batch: local, from, to }])));
+      expect(entrySize({ batch: encoded, from, to })).toBe(entrySize({ batch: local, from, to }));
+    }
     expect(fallbacks).toEqual([]);
   });
 

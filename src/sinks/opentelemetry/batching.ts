@@ -333,6 +333,10 @@ export class Delivery<S> {
         used++;
         continue;
       }
+      // A segment that would fit whole in a request of its own waits for the next request rather
+      // than being split: whole segments go without a copy (encode.ts `framedAsRequest`), and
+      // requests then carry whole input batches, as the source cut them.
+      if (taken > 0 && entry.count <= count && (this.ops.baseBytes ?? 0) + entry.bytes <= maxBytes) break;
       let take = Math.min(want, entry.count);
       if (this.maxBytes !== undefined && bytes + this.bytesOf(this.ops.slice(entry.segment, 0, take)) > maxBytes) {
         take = this.fit(entry.segment, take, maxBytes - bytes);

@@ -61,6 +61,12 @@ export interface EncodedBatch {
   offsets: Uint32Array;
   resourceEnd: number;
   groups?: Uint32Array;
+  /**
+   * Set by `framedAsRequest`: `bytes` is itself the body of a request carrying every record of
+   * the batch, so such a request is sent without copying. The resource entry then starts at
+   * `resourceStart` and the scope entry at `scopeStart` (the framing sits before each).
+   */
+  request?: { resourceStart: number; scopeStart: number };
 }
 
 /** A run of records `[from, to)` of an encoded batch: what a request carries of it. */
@@ -75,8 +81,12 @@ export function sliceCount(slice: EncodedSlice): number {
   return slice.to - slice.from;
 }
 
-/** One `resource_logs` entry of a slice, as byte positions in its batch's `bytes`. */
-export type EntryVisitor = (start: number, resourceEnd: number, headerEnd: number, recordsStart: number, recordsEnd: number) => void;
+/**
+ * One `resource_logs` entry of a slice, as byte positions in its batch's `bytes`: the resource
+ * entry is `[start, resourceEnd)`, the scope entry `[scopeStart, headerEnd)` (`scopeStart` is
+ * `resourceEnd` unless the batch was framed as a request).
+ */
+export type EntryVisitor = (start: number, resourceEnd: number, headerEnd: number, recordsStart: number, recordsEnd: number, scopeStart: number) => void;
 
 /**
  * The entries a slice becomes: one per resource group its records span (a batch without `groups`
@@ -86,7 +96,8 @@ export function forEachEntry(slice: EncodedSlice, visit: EntryVisitor): void {
   const { batch, from, to } = slice;
   const { groups, offsets } = batch;
   if (groups === undefined) {
-    visit(0, batch.resourceEnd, offsets[0]!, offsets[from]!, offsets[to]!);
+    const request = batch.request;
+    visit(request?.resourceStart ?? 0, batch.resourceEnd, offsets[0]!, offsets[from]!, offsets[to]!, request?.scopeStart ?? batch.resourceEnd);
     return;
   }
   const count = groups.length / 4;
@@ -96,7 +107,7 @@ export function forEachEntry(slice: EncodedSlice, visit: EntryVisitor): void {
     const a = Math.max(from, first);
     const b = Math.min(to, next);
     const holdsEmpty = from === to && from >= first && (from < next || g === count - 1);
-    if (a < b || holdsEmpty) visit(groups[g * 4]!, groups[g * 4 + 1]!, groups[g * 4 + 2]!, offsets[a]!, offsets[a < b ? b : a]!);
+    if (a < b || holdsEmpty) visit(groups[g * 4]!, groups[g * 4 + 1]!, groups[g * 4 + 2]!, offsets[a]!, offsets[a < b ? b : a]!, groups[g * 4 + 1]!);
   }
 }
 
@@ -884,8 +895,8 @@ function writeSeverity(writer: Writer, severity: Severity | undefined): void {
 /** Bytes of the `resource_logs` entries that carry `slice`. */
 export function entrySize(slice: EncodedSlice): number {
   let size = 0;
-  forEachEntry(slice, (start, resourceEnd, headerEnd, recordsStart, recordsEnd) => {
-    const scopeLogs = recordsEnd - recordsStart + (headerEnd - resourceEnd);
+  forEachEntry(slice, (start, resourceEnd, headerEnd, recordsStart, recordsEnd, scopeStart) => {
+    const scopeLogs = recordsEnd - recordsStart + (headerEnd - scopeStart);
     const resourceLogs = resourceEnd - start + 1 + varintSize(scopeLogs) + scopeLogs;
     size += 1 + varintSize(resourceLogs) + resourceLogs;
   });
@@ -898,6 +909,10 @@ export function entrySize(slice: EncodedSlice): number {
  * bytes and one copy per entry.
  */
 export function requestBody(slices: readonly EncodedSlice[]): Uint8Array {
+  const only = slices.length === 1 ? slices[0]! : undefined;
+  if (only !== undefined && only.batch.request !== undefined && only.from === 0 && only.to === only.batch.offsets.length - 1) {
+    return only.batch.bytes;
+  }
   let total = 0;
   for (const slice of slices) total += entrySize(slice);
   // Every byte is written below: no need to pay for zeroing a fresh buffer.
@@ -912,8 +927,8 @@ export function requestBody(slices: readonly EncodedSlice[]): Uint8Array {
   };
   for (const slice of slices) {
     const bytes = slice.batch.bytes;
-    forEachEntry(slice, (start, resourceEnd, headerEnd, recordsStart, recordsEnd) => {
-      const scopeLogs = recordsEnd - recordsStart + (headerEnd - resourceEnd);
+    forEachEntry(slice, (start, resourceEnd, headerEnd, recordsStart, recordsEnd, scopeStart) => {
+      const scopeLogs = recordsEnd - recordsStart + (headerEnd - scopeStart);
       const resourceLogs = resourceEnd - start + 1 + varintSize(scopeLogs) + scopeLogs;
       out[pos++] = TAG_RESOURCE_LOGS;
       varint(resourceLogs);
@@ -921,11 +936,49 @@ export function requestBody(slices: readonly EncodedSlice[]): Uint8Array {
       pos += resourceEnd - start;
       out[pos++] = TAG_SCOPE_LOGS;
       varint(scopeLogs);
-      out.set(bytes.subarray(resourceEnd, headerEnd), pos);
-      pos += headerEnd - resourceEnd;
+      out.set(bytes.subarray(scopeStart, headerEnd), pos);
+      pos += headerEnd - scopeStart;
       out.set(bytes.subarray(recordsStart, recordsEnd), pos);
       pos += recordsEnd - recordsStart;
     });
   }
   return out;
+}
+
+/**
+ * `batch` laid out as the body of one request carrying all of its records (`EncodedBatch.request`):
+ * the `resource_logs` and `scope_logs` framing written around its entries. The encoder worker does
+ * this copy so that the main thread sends a whole batch without joining anything, which is the
+ * usual request when batches are the size of `batch.max_events`. A batch of several resource
+ * groups is returned as it is.
+ */
+export function framedAsRequest(batch: EncodedBatch): EncodedBatch {
+  if (batch.groups !== undefined || batch.request !== undefined) return batch;
+  const { bytes, offsets, resourceEnd } = batch;
+  const count = offsets.length - 1;
+  const total = entrySize({ batch, from: 0, to: count });
+  const body = new Uint8Array(Buffer.allocUnsafeSlow(total).buffer, 0, total);
+  const scopeLogs = offsets[count]! - resourceEnd;
+  const resourceLogs = resourceEnd + 1 + varintSize(scopeLogs) + scopeLogs;
+  let pos = 0;
+  body[pos++] = TAG_RESOURCE_LOGS;
+  pos = putVarint(body, pos, resourceLogs);
+  const resourceStart = pos;
+  body.set(bytes.subarray(0, resourceEnd), pos);
+  pos += resourceEnd;
+  body[pos++] = TAG_SCOPE_LOGS;
+  pos = putVarint(body, pos, scopeLogs);
+  const shift = pos - resourceEnd;
+  body.set(bytes.subarray(resourceEnd, offsets[count]!), pos);
+  for (let i = 0; i <= count; i++) offsets[i] = offsets[i]! + shift;
+  return { bytes: body, offsets, resourceEnd: resourceStart + resourceEnd, request: { resourceStart, scopeStart: pos } };
+}
+
+function putVarint(out: Uint8Array, pos: number, value: number): number {
+  while (value >= 0x80) {
+    out[pos++] = (value & 0x7f) | 0x80;
+    value = Math.floor(value / 128);
+  }
+  out[pos++] = value;
+  return pos;
 }

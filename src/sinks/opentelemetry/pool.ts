@@ -107,8 +107,11 @@ export class EncodePool {
     const transferList = task.data.buffer === task.offsets.buffer ? [task.data.buffer] : [task.data.buffer, task.offsets.buffer];
     const result = (await pool.run(task, { transferList: transferList as ArrayBuffer[] })) as EncodeWorkerResult;
     if (result.status === 'encoded') {
-      const { bytes, offsets, resourceEnd, groups } = result;
-      return groups === undefined ? { bytes, offsets, resourceEnd } : { bytes, offsets, resourceEnd, groups };
+      const { bytes, offsets, resourceEnd, groups, request } = result;
+      const batch: EncodedBatch = { bytes, offsets, resourceEnd };
+      if (groups !== undefined) batch.groups = groups;
+      if (request !== undefined) batch.request = request;
+      return batch;
     }
     this.options.onFallback?.('worker_failed', result.message);
     return this.local.encode({ data: result.data, offsets: result.offsets, meta: batch.meta });

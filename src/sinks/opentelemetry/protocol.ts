@@ -3,6 +3,7 @@
  * plain data only.
  */
 import type { BatchMeta } from '../../event.js';
+import type { EncodedBatch } from './encode.js';
 import type { OtlpMapping } from './mapping.js';
 
 /** `workerData` of every worker in a sink's pool. */
@@ -23,6 +24,6 @@ export interface EncodeTask {
 
 export type EncodeWorkerResult =
   /** An `EncodedBatch`: its buffers are transferred back. */
-  | { status: 'encoded'; bytes: Uint8Array; offsets: Uint32Array; resourceEnd: number; groups?: Uint32Array }
+  | { status: 'encoded'; bytes: Uint8Array; offsets: Uint32Array; resourceEnd: number; groups?: Uint32Array; request?: EncodedBatch['request'] }
   /** The encoder threw: the input comes back (transferred) so the caller can still deliver it. */
   | { status: 'failed'; message: string; data: Uint8Array; offsets: Uint32Array };

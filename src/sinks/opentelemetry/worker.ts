@@ -5,7 +5,7 @@
  * thread can still deliver it (nothing typed crosses the thread, and nothing is lost here).
  */
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
-import { BatchEncoder } from './encode.js';
+import { BatchEncoder, framedAsRequest } from './encode.js';
 import { JsonBatchEncoder } from './encode-json.js';
 import type { EncodeTask, EncodeWorkerInit, EncodeWorkerResult } from './protocol.js';
 
@@ -16,10 +16,11 @@ export default function encodeBatch(task: EncodeTask): unknown {
   let result: EncodeWorkerResult;
   let transfer: ArrayBufferLike[];
   try {
-    const encoded = encoder.encode(task);
+    const encoded = init.codec === 'json' ? encoder.encode(task) : framedAsRequest(encoder.encode(task));
     result = { status: 'encoded', bytes: encoded.bytes, offsets: encoded.offsets, resourceEnd: encoded.resourceEnd };
     // A handful of numbers: copied, not transferred.
     if (encoded.groups !== undefined) result.groups = encoded.groups;
+    if (encoded.request !== undefined) result.request = encoded.request;
     transfer = [encoded.bytes.buffer, encoded.offsets.buffer];
   } catch (error) {
     result = {
