@@ -59,6 +59,20 @@ for manifest in "${manifests[@]}"; do
   echo "wrote plugins/$name/$name.wasm ($(wc -c <"$dir/$name.wasm") bytes)" >&2
   built=$((built + 1))
 done
+# The host's own wasm in crates/<name>/ (not plugins; e.g. otlp_encode, the OTLP encoder's fast
+# path) is built too, to crates/<name>/<name>.wasm, unless only named plugins were asked for.
+if [ "$#" -eq 0 ]; then
+  for manifest in "$root"/crates/*/Cargo.toml; do
+    [ -f "$manifest" ] || continue
+    dir="$(dirname "$manifest")"
+    name="$(basename "$dir")"
+    echo "building crate $name (wasm32-unknown-unknown)" >&2
+    [ -f "$dir/Cargo.lock" ] || (cd "$dir" && cargo generate-lockfile --offline)
+    (cd "$dir" && cargo build --offline --release --locked --target wasm32-unknown-unknown)
+    cp "$dir/target/wasm32-unknown-unknown/release/${name//-/_}.wasm" "$dir/$name.wasm"
+    echo "wrote crates/$name/$name.wasm ($(wc -c <"$dir/$name.wasm") bytes)" >&2
+  done
+fi
 if [ "$built" -eq 0 ]; then
   echo "no plugins found under $root/plugins" >&2
   exit 1

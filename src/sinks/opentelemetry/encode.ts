@@ -35,6 +35,7 @@ import {
   type Severity,
 } from './mapping.js';
 import { CAPTURE_SERVICE, CAPTURE_SPAN_ID, CAPTURE_TRACE_FLAGS, CAPTURE_TRACE_ID, JsonTranscoder, RAW } from './transcode.js';
+import { WasmBatchEncoder, type WasmEncoderStats } from './wasm-encoder.js';
 
 /** Name of the instrumentation scope of every record. */
 export const SCOPE_NAME = 'logwasm';
@@ -484,14 +485,29 @@ export class BatchEncoder {
   private readonly groupKeys: Uint8Array[] = [];
   /** Records encoded so far by the byte transcoder and through JSON.parse or as text: for tests and benchmarks. */
   readonly stats = { transcoded: 0, other: 0 };
+  /** Records the Rust encoder wrote, and records it refused (then encoded here): for tests and benchmarks. */
+  readonly wasmStats: WasmEncoderStats = { encoded: 0, refused: 0 };
+  /** The Rust encoder (wasm-encoder.ts): null until the first batch, undefined when off or unavailable. */
+  private wasm: WasmBatchEncoder | undefined | null;
+  /** Set while the refused records of a batch are encoded here. */
+  private refusedOnly = false;
 
   constructor(
     private readonly serviceName: string,
     private readonly mapping: OtlpMapping = DEFAULT_MAPPING,
+    /** `wasm: false` keeps the Rust encoder off (to compare the two paths); it is used when the mapping and the module allow. */
+    options: { wasm?: boolean } = {},
   ) {
     this.transcoder = new JsonTranscoder(this.writer, this.promoted, mapping);
     this.promotedFields = promotedByField(mapping);
     this.grouped = mapping.serviceNameField !== '';
+    this.wasm = options.wasm === false ? undefined : null;
+  }
+
+  /** Whether batches go through the Rust encoder (loading it on first use). */
+  get usesWasm(): boolean {
+    if (this.wasm === null) this.wasm = WasmBatchEncoder.create(this.mapping);
+    return this.wasm !== undefined;
   }
 
   encode(input: EncodeInput): EncodedBatch {
@@ -518,6 +534,22 @@ export class BatchEncoder {
     if (this.promotedFields !== undefined) {
       this.tailAttributes = tail.slice(0, attributeBytes.length);
       this.tailObserved = tail.slice(attributeBytes.length);
+    }
+    if (!this.refusedOnly && !grouped && this.usesWasm) {
+      const encoded = this.wasm!.encode(input, writer.buf.subarray(0, writer.pos), resourceEnd, tail, (refused) => {
+        this.refusedOnly = true;
+        try {
+          return this.encode(refused);
+        } finally {
+          this.refusedOnly = false;
+        }
+      });
+      // The same counts as the JS path's: the Rust encoder transcodes the objects it accepts.
+      this.stats.transcoded += encoded.objects;
+      this.stats.other += encoded.texts;
+      this.wasmStats.encoded += encoded.objects + encoded.texts;
+      this.wasmStats.refused += count - encoded.objects - encoded.texts;
+      return { bytes: encoded.bytes, offsets: encoded.offsets, resourceEnd };
     }
 
     const recordOffsets = new Uint32Array(count + 1);
