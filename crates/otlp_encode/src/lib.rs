@@ -59,7 +59,9 @@ enum Captured {
 }
 
 struct Encoder {
+    /// The records; while one is written, `buf` is its base pointer with room reserved past `len`.
     out: Vec<u8>,
+    buf: *mut u8,
     offsets: Vec<u32>,
     refused: Vec<u32>,
     /// Hashes of the keys of the objects being read, innermost last, for the duplicate check.
@@ -82,6 +84,7 @@ fn encoder() -> &'static mut Encoder {
         if ENCODER.is_none() {
             ENCODER = Some(Encoder {
                 out: Vec::with_capacity(1 << 20),
+                buf: std::ptr::null_mut(),
                 offsets: Vec::new(),
                 refused: Vec::new(),
                 hashes: Vec::new(),
@@ -199,87 +202,171 @@ fn varint_size(mut value: u64) -> usize {
     size
 }
 
-#[inline]
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+/// The output cursor's writes. Every record reserves room for its worst case first
+/// (`record_bound`), so they need no capacity checks: the position stays in a register.
+#[inline(always)]
+fn put(buf: *mut u8, at: usize, byte: u8) {
+    // SAFETY: `at` is within the room reserved for the record being written.
+    unsafe { *buf.add(at) = byte }
+}
+
+#[inline(always)]
+fn put_varint(buf: *mut u8, mut at: usize, mut value: u64) -> usize {
     while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
+        put(buf, at, (value as u8 & 0x7f) | 0x80);
         value >>= 7;
+        at += 1;
     }
-    out.push(value as u8);
+    put(buf, at, value as u8);
+    at + 1
 }
 
-/// Reserves `reserve` bytes (1 or 2) for a length prefix; returns where it goes.
 #[inline(always)]
-fn begin(out: &mut Vec<u8>, reserve: usize) -> usize {
-    let at = out.len();
-    out.push(0);
-    if reserve == 2 {
-        out.push(0);
-    }
-    at
+fn put_bytes(buf: *mut u8, at: usize, bytes: &[u8]) -> usize {
+    // SAFETY: within the reserved room; the source is never the output buffer.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.add(at), bytes.len()) }
+    at + bytes.len()
 }
 
-/// Writes the minimal length prefix of what follows `at + reserve`, moving it when the size differs.
+/// The bytes written at `[from, to)`.
 #[inline(always)]
-fn end(out: &mut Vec<u8>, at: usize, reserve: usize) {
-    let length = out.len() - at - reserve;
+fn written<'a>(buf: *mut u8, from: usize, to: usize) -> &'a [u8] {
+    // SAFETY: written by this record, and not written again while the slice is in use.
+    unsafe { std::slice::from_raw_parts(buf.add(from), to - from) }
+}
+
+/// Room a record of a `length`-byte line may need. The body is at most ~4.4 times the line (an
+/// array of `-1` items: 3 bytes in, a 10-byte varint plus four bytes of tags out), its length
+/// prefixes grow by at most 3% (only a container of 128 bytes or more needs a longer one), the
+/// level text is at most the line, the time and trace fields take 9 + 28 + 5.
+fn record_bound(length: usize, tail: usize) -> usize {
+    length * 7 + tail + 256
+}
+
+/// Lines longer than this are left to JS (keeps `record_bound` far from overflow and memory small).
+const MAX_LINE: usize = 16 << 20;
+
+/// Writes the minimal length prefix of `[at + reserve, end)` at `at`, moving the content when the
+/// prefix needs another size; returns where the content now ends.
+#[inline(always)]
+fn end(buf: *mut u8, at: usize, reserve: usize, end: usize) -> usize {
+    let length = end - at - reserve;
     if reserve == 1 && length < 0x80 {
-        out[at] = length as u8;
-        return;
+        put(buf, at, length as u8);
+        return end;
     }
     if reserve == 2 && (0x80..0x4000).contains(&length) {
-        out[at] = (length as u8 & 0x7f) | 0x80;
-        out[at + 1] = (length >> 7) as u8;
-        return;
+        put(buf, at, (length as u8 & 0x7f) | 0x80);
+        put(buf, at + 1, (length >> 7) as u8);
+        return end;
     }
-    end_moving(out, at, reserve, length);
+    end_moving(buf, at, reserve, length)
 }
 
 #[cold]
 #[inline(never)]
-fn end_moving(out: &mut Vec<u8>, at: usize, reserve: usize, length: usize) {
+fn end_moving(buf: *mut u8, at: usize, reserve: usize, length: usize) -> usize {
     let size = varint_size(length as u64);
-    let old = out.len();
-    if size > reserve {
-        out.resize(old + size - reserve, 0);
-        out.copy_within(at + reserve..old, at + size);
-    } else if size < reserve {
-        out.copy_within(at + reserve..old, at + size);
-        out.truncate(old - (reserve - size));
-    }
-    let mut value = length;
-    let mut p = at;
-    while value >= 0x80 {
-        out[p] = (value as u8 & 0x7f) | 0x80;
-        value >>= 7;
-        p += 1;
-    }
-    out[p] = value as u8;
+    // SAFETY: a move within the record's reserved room (record_bound counts the growth).
+    unsafe { std::ptr::copy(buf.add(at + reserve), buf.add(at + size), length) }
+    put_varint(buf, at, length as u64);
+    at + size + length
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether one of the eight bytes of `word` is `"`, `\` or a control byte (the classic SWAR tests).
+/// The high bit of each byte of `word` that is `"`, `\\` or a control byte (the classic SWAR tests;
+/// a byte above a flagged one may be flagged falsely, so only the lowest flag is exact).
 #[inline(always)]
-fn stops_in(word: u64) -> bool {
+fn stops(word: u64) -> u64 {
     let quote = word ^ (ONES * b'"' as u64);
     let backslash = word ^ (ONES * b'\\' as u64);
-    let found = (quote.wrapping_sub(ONES) & !quote) | (backslash.wrapping_sub(ONES) & !backslash) | (word.wrapping_sub(ONES * 0x20) & !word);
-    found & HIGHS != 0
+    ((quote.wrapping_sub(ONES) & !quote) | (backslash.wrapping_sub(ONES) & !backslash) | (word.wrapping_sub(ONES * 0x20) & !word)) & HIGHS
 }
 
-/// Valid UTF-8: ASCII (the usual case) checked eight bytes at a time, anything else by std.
-fn valid_utf8(line: &[u8]) -> bool {
-    let mut chunks = line.chunks_exact(8);
+/// Copies the plain run of a string's content from `line[p..]` to `buf[at..]`; returns where it
+/// stopped in the line (at `"`, `\`, a control byte or the end) and where the copy ends.
+#[inline(always)]
+fn copy_plain(line: &[u8], mut p: usize, buf: *mut u8, mut at: usize) -> (usize, usize) {
+    // Eight bytes at a time: each word is stored whole (bytes past the run are overwritten by what
+    // follows; record_bound leaves the slack), and the run ends at the first byte flagged.
+    while p + 8 <= line.len() {
+        // SAFETY: `p + 8 <= line.len()`.
+        let word = u64::from_le_bytes(unsafe { *(line.as_ptr().add(p) as *const [u8; 8]) });
+        // SAFETY: within the record's reserved room (record_bound's slack covers the 7 extra bytes).
+        unsafe { (buf.add(at) as *mut [u8; 8]).write_unaligned(word.to_le_bytes()) };
+        let found = stops(word);
+        if found != 0 {
+            let n = (found.trailing_zeros() / 8) as usize;
+            return (p + n, at + n);
+        }
+        at += 8;
+        p += 8;
+    }
+    while p < line.len() {
+        let c = line[p];
+        if STOP[c as usize] {
+            break;
+        }
+        put(buf, at, c);
+        at += 1;
+        p += 1;
+    }
+    (p, at)
+}
+
+/// A 64-bit hash of a key's bytes, read a word at a time (the key as decoded, so that escaped and
+/// plain spellings of one key collide).
+#[inline(always)]
+fn key_hash(key: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut hash = (key.len() as u64).wrapping_mul(K);
+    let mut chunks = key.chunks_exact(8);
+    for chunk in &mut chunks {
+        // SAFETY: a chunk of exactly 8 bytes.
+        let word = u64::from_le_bytes(unsafe { *(chunk.as_ptr() as *const [u8; 8]) });
+        hash = (hash ^ word).wrapping_mul(K).rotate_left(29);
+    }
+    let rest = chunks.remainder();
+    let mut last = 0u64;
+    let mut i = 0;
+    if rest.len() >= 4 {
+        last = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as u64;
+        i = 4;
+    }
+    if rest.len() - i >= 2 {
+        last |= (u16::from_le_bytes([rest[i], rest[i + 1]]) as u64) << (i * 8);
+        i += 2;
+    }
+    if rest.len() > i {
+        last |= (rest[i] as u64) << (i * 8);
+    }
+    hash = (hash ^ last).wrapping_mul(K);
+    hash ^ (hash >> 32)
+}
+
+/// The first position at or after `p` that is not JSON whitespace.
+#[inline(always)]
+fn skip_blanks(line: &[u8], mut p: usize) -> usize {
+    while p < line.len() && line[p] <= b' ' && is_blank(line[p]) {
+        p += 1;
+    }
+    p
+}
+
+/// Whether every byte is ASCII, eight at a time.
+fn is_ascii(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
     let mut any = 0u64;
     for chunk in &mut chunks {
-        any |= u64::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
+        // SAFETY: a chunk of exactly 8 bytes.
+        any |= u64::from_le_bytes(unsafe { *(chunk.as_ptr() as *const [u8; 8]) });
     }
     for &c in chunks.remainder() {
         any |= c as u64;
     }
-    any & HIGHS == 0 || std::str::from_utf8(line).is_ok()
+    any & HIGHS == 0
 }
 
 #[inline]
@@ -312,6 +399,8 @@ static STOP: [bool; 256] = {
 impl Encoder {
     fn encode(&mut self, data: &[u8], offsets: &[u32], tail: &[u8], base: u32, json: bool) {
         let count = offsets.len() - 1;
+        // One check for the whole batch (nearly always ASCII); otherwise each line is checked.
+        let ascii = is_ascii(data);
         self.out.clear();
         self.offsets.clear();
         self.refused.clear();
@@ -321,115 +410,126 @@ impl Encoder {
             let start = self.out.len();
             self.offsets.push(base + start as u32);
             let line = &data[offsets[i] as usize..offsets[i + 1] as usize];
-            let done = if !valid_utf8(line) {
+            let done = if line.len() > MAX_LINE || !(ascii || std::str::from_utf8(line).is_ok()) {
                 Err(Refuse)
             } else {
+                self.out.reserve(record_bound(line.len(), tail.len()));
+                self.buf = self.out.as_mut_ptr();
                 let mut brace = 0;
                 while brace < line.len() && (line[brace] == b' ' || line[brace] == b'\t') {
                     brace += 1;
                 }
                 if json && brace < line.len() && line[brace] == b'{' {
-                    self.object_record(line, brace, tail).map(|_| self.objects += 1)
+                    self.object_record(line, brace, tail, start).map(|end| (end, true))
                 } else {
-                    self.text_record(line, tail);
-                    self.texts += 1;
-                    Ok(())
+                    Ok((self.text_record(line, tail, start), false))
                 }
             };
-            if done.is_err() {
-                self.out.truncate(start);
-                self.refused.push(i as u32);
+            match done {
+                Ok((end, object)) => {
+                    // SAFETY: `[start, end)` was written, within the room reserved.
+                    unsafe { self.out.set_len(end) };
+                    if object {
+                        self.objects += 1;
+                    } else {
+                        self.texts += 1;
+                    }
+                }
+                Err(Refuse) => self.refused.push(i as u32),
             }
         }
         self.offsets.push(base + self.out.len() as u32);
     }
 
     /// A line that is not a JSON object: the observed time as its time, the line as a string body.
-    fn text_record(&mut self, line: &[u8], tail: &[u8]) {
-        let out = &mut self.out;
-        out.push(TAG_LOG_RECORD);
-        let record = begin(out, 2);
-        out.push(TAG_TIME);
-        out.extend_from_slice(&tail[tail.len() - 8..]);
-        out.push(TAG_BODY);
-        put_varint(out, (line.len() + 1 + varint_size(line.len() as u64)) as u64);
-        out.push(TAG_STRING);
-        put_varint(out, line.len() as u64);
-        out.extend_from_slice(line);
-        out.extend_from_slice(tail);
-        end(out, record, 2);
+    fn text_record(&mut self, line: &[u8], tail: &[u8], start: usize) -> usize {
+        let buf = self.buf;
+        put(buf, start, TAG_LOG_RECORD);
+        let record = start + 1;
+        let mut at = record + 2;
+        put(buf, at, TAG_TIME);
+        at = put_bytes(buf, at + 1, &tail[tail.len() - 8..]);
+        put(buf, at, TAG_BODY);
+        at = put_varint(buf, at + 1, (line.len() + 1 + varint_size(line.len() as u64)) as u64);
+        put(buf, at, TAG_STRING);
+        at = put_varint(buf, at + 1, line.len() as u64);
+        at = put_bytes(buf, at, line);
+        at = put_bytes(buf, at, tail);
+        end(buf, record, 2, at)
     }
 
     /// A JSON object line as transcodeRecord() writes it: body, time, severity, trace context, tail.
-    fn object_record(&mut self, line: &[u8], brace: usize, tail: &[u8]) -> Step<()> {
+    fn object_record(&mut self, line: &[u8], brace: usize, tail: &[u8], start: usize) -> Step<usize> {
         self.captured = [Captured::None; SLOTS];
         self.hashes.clear();
-        let out = &mut self.out;
-        out.reserve(line.len() * 2 + tail.len() + 64);
-        out.push(TAG_LOG_RECORD);
-        let record = begin(out, 2);
-        out.push(TAG_BODY);
-        let body = begin(out, 2);
-        out.push(TAG_KVLIST);
-        let list = begin(out, 2);
+        let buf = self.buf;
+        put(buf, start, TAG_LOG_RECORD);
+        let record = start + 1;
+        put(buf, start + 3, TAG_BODY);
+        let body = start + 4;
+        put(buf, start + 6, TAG_KVLIST);
+        let list = start + 7;
         let mut reader = Reader { line, pos: brace };
-        self.members(&mut reader, 0)?;
+        let at = self.members(&mut reader, 0, start + 9)?;
         reader.skip_blanks();
         if reader.pos != line.len() {
             return Err(Refuse);
         }
-        let out = &mut self.out;
-        end(out, list, 2);
-        end(out, body, 2);
-        let time = self.event_time(line)?;
-        let out = &mut self.out;
-        out.push(TAG_TIME);
-        match time {
-            Some(nanos) => out.extend_from_slice(&nanos.to_le_bytes()),
-            None => out.extend_from_slice(&tail[tail.len() - 8..]),
-        }
-        self.severity(line)?;
-        self.trace_context(line)?;
-        let out = &mut self.out;
-        out.extend_from_slice(tail);
-        end(out, record, 2);
-        Ok(())
+        let at = end(buf, list, 2, at);
+        let mut at = end(buf, body, 2, at);
+        put(buf, at, TAG_TIME);
+        at = match self.event_time(line)? {
+            Some(nanos) => put_bytes(buf, at + 1, &nanos.to_le_bytes()),
+            None => put_bytes(buf, at + 1, &tail[tail.len() - 8..]),
+        };
+        at = self.severity(line, at)?;
+        at = self.trace_context(line, at)?;
+        at = put_bytes(buf, at, tail);
+        Ok(end(buf, record, 2, at))
     }
 
-    /// At `{`: the members as `KeyValueList.values` entries.
-    fn members(&mut self, r: &mut Reader, depth: u32) -> Step<()> {
+    /// At `{`: the members as `KeyValueList.values` entries, from `at`; returns where they end.
+    /// The common member (a plain key, then a plain string or any other value) is read here with
+    /// the line position in a local; escapes and nested values go through string() and value().
+    fn members(&mut self, r: &mut Reader, depth: u32, mut at: usize) -> Step<usize> {
         if depth > MAX_DEPTH {
             return Err(Refuse);
         }
-        r.pos += 1;
-        r.skip_blanks();
-        if r.peek() == Some(b'}') {
-            r.pos += 1;
-            return Ok(());
+        let line = r.line;
+        let buf = self.buf;
+        let mut p = skip_blanks(line, r.pos + 1);
+        if line.get(p) == Some(&b'}') {
+            r.pos = p + 1;
+            return Ok(at);
         }
         let first_hash = self.hashes.len();
         let mut seen = 0u64;
         loop {
-            if r.peek() != Some(b'"') {
+            if line.get(p) != Some(&b'"') {
                 return Err(Refuse);
             }
-            let out = &mut self.out;
-            out.push(TAG_VALUES);
-            let entry = begin(out, 1);
-            out.push(TAG_KEY);
-            let key_prefix = begin(out, 1);
-            let key_start = key_prefix + 1;
-            self.string(r)?;
-            let key = &self.out[key_start..];
+            put(buf, at, TAG_VALUES);
+            let entry = at + 1;
+            put(buf, at + 2, TAG_KEY);
+            let key_prefix = at + 3;
+            let key_start = at + 4;
+            let (stop, mut key_end) = copy_plain(line, p + 1, buf, key_start);
+            match line.get(stop) {
+                Some(b'"') => p = stop + 1,
+                Some(b'\\') => {
+                    r.pos = p;
+                    key_end = self.string(r, key_start)?.0;
+                    p = r.pos;
+                }
+                _ => return Err(Refuse),
+            }
+            let key = written(buf, key_start, key_end);
             // Integer-like keys would be reordered by a JS object: refused, as transcode.ts does.
             if !key.is_empty() && key[0].is_ascii_digit() {
                 return Err(Refuse);
             }
             // Duplicates by a 64-bit hash: a collision of two different keys is refused too, which is safe.
-            let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-            for &c in key {
-                hash = (hash ^ c as u64).wrapping_mul(0x0000_0100_0000_01b3);
-            }
+            let hash = key_hash(key);
             let bit = 1u64 << (hash >> 58);
             if seen & bit != 0 && self.hashes[first_hash..].contains(&hash) {
                 return Err(Refuse);
@@ -437,31 +537,43 @@ impl Encoder {
             seen |= bit;
             self.hashes.push(hash);
             let slot = if depth == 0 { self.slot_of(key) } else { None };
-            end(&mut self.out, key_prefix, 1);
+            at = end(buf, key_prefix, 1, key_end);
 
-            r.skip_blanks();
-            if r.peek() != Some(b':') {
+            p = skip_blanks(line, p);
+            if line.get(p) != Some(&b':') {
                 return Err(Refuse);
             }
-            r.pos += 1;
-            r.skip_blanks();
-            let out = &mut self.out;
-            out.push(TAG_VALUE);
-            let value = begin(out, 1);
-            self.value(r, depth + 1, slot)?;
-            let out = &mut self.out;
-            end(out, value, 1);
-            end(out, entry, 1);
-            r.skip_blanks();
-            match r.peek() {
-                Some(b',') => {
-                    r.pos += 1;
-                    r.skip_blanks();
+            p = skip_blanks(line, p + 1);
+            put(buf, at, TAG_VALUE);
+            let value = at + 1;
+            if line.get(p) == Some(&b'"') {
+                put(buf, at + 2, TAG_STRING);
+                let (stop, content_end) = copy_plain(line, p + 1, buf, at + 4);
+                if line.get(stop) == Some(&b'"') {
+                    if let Some(slot) = slot {
+                        self.captured[slot] = Captured::Raw(p + 1, stop);
+                    }
+                    p = stop + 1;
+                    at = end(buf, at + 3, 1, content_end);
+                } else {
+                    r.pos = p;
+                    at = self.value(r, depth + 1, slot, at + 2)?;
+                    p = r.pos;
                 }
+            } else {
+                r.pos = p;
+                at = self.value(r, depth + 1, slot, at + 2)?;
+                p = r.pos;
+            }
+            at = end(buf, value, 1, at);
+            at = end(buf, entry, 1, at);
+            p = skip_blanks(line, p);
+            match line.get(p) {
+                Some(b',') => p = skip_blanks(line, p + 1),
                 Some(b'}') => {
-                    r.pos += 1;
+                    r.pos = p + 1;
                     self.hashes.truncate(first_hash);
-                    return Ok(());
+                    return Ok(at);
                 }
                 _ => return Err(Refuse),
             }
@@ -485,8 +597,8 @@ impl Encoder {
         self.trace_fields.iter().position(|name| !name.is_empty() && name.as_slice() == key).map(|k| SLOT_TRACE_ID + k)
     }
 
-    /// At `[`: the items as `ArrayValue.values` entries.
-    fn items(&mut self, r: &mut Reader, depth: u32) -> Step<()> {
+    /// At `[`: the items as `ArrayValue.values` entries, from `at`; returns where they end.
+    fn items(&mut self, r: &mut Reader, depth: u32, mut at: usize) -> Step<usize> {
         if depth > MAX_DEPTH {
             return Err(Refuse);
         }
@@ -494,14 +606,14 @@ impl Encoder {
         r.skip_blanks();
         if r.peek() == Some(b']') {
             r.pos += 1;
-            return Ok(());
+            return Ok(at);
         }
+        let buf = self.buf;
         loop {
-            let out = &mut self.out;
-            out.push(TAG_VALUES);
-            let item = begin(out, 1);
-            self.value(r, depth + 1, None)?;
-            end(&mut self.out, item, 1);
+            put(buf, at, TAG_VALUES);
+            let item = at + 1;
+            at = self.value(r, depth + 1, None, at + 2)?;
+            at = end(buf, item, 1, at);
             r.skip_blanks();
             match r.peek() {
                 Some(b',') => {
@@ -510,62 +622,56 @@ impl Encoder {
                 }
                 Some(b']') => {
                     r.pos += 1;
-                    return Ok(());
+                    return Ok(at);
                 }
                 _ => return Err(Refuse),
             }
         }
     }
 
-    /// An AnyValue's content for the JSON value at the reader; captured into `slot` if given.
-    fn value(&mut self, r: &mut Reader, depth: u32, slot: Option<usize>) -> Step<()> {
+    /// An AnyValue's content for the JSON value at the reader, from `at`; captured into `slot` if given.
+    fn value(&mut self, r: &mut Reader, depth: u32, slot: Option<usize>, at: usize) -> Step<usize> {
+        let buf = self.buf;
         match r.peek() {
             Some(b'"') => {
-                let out = &mut self.out;
-                out.push(TAG_STRING);
-                let prefix = begin(out, 1);
+                put(buf, at, TAG_STRING);
                 let start = r.pos + 1;
-                let escaped = self.string(r)?;
-                end(&mut self.out, prefix, 1);
+                let (content_end, escaped) = self.string(r, at + 2)?;
                 if let Some(slot) = slot {
                     self.captured[slot] = if escaped { Captured::Other } else { Captured::Raw(start, r.pos - 1) };
                 }
-                Ok(())
+                Ok(end(buf, at + 1, 1, content_end))
             }
             Some(b'{') => {
-                let out = &mut self.out;
-                out.push(TAG_KVLIST);
-                let start = begin(out, 1);
-                self.members(r, depth)?;
-                end(&mut self.out, start, 1);
-                Ok(())
+                put(buf, at, TAG_KVLIST);
+                let content_end = self.members(r, depth, at + 2)?;
+                Ok(end(buf, at + 1, 1, content_end))
             }
             Some(b'[') => {
-                let out = &mut self.out;
-                out.push(TAG_ARRAY);
-                let start = begin(out, 1);
-                self.items(r, depth)?;
-                end(&mut self.out, start, 1);
-                Ok(())
+                put(buf, at, TAG_ARRAY);
+                let content_end = self.items(r, depth, at + 2)?;
+                Ok(end(buf, at + 1, 1, content_end))
             }
             Some(b't') => {
                 r.literal(b"true")?;
-                self.out.extend_from_slice(&[TAG_BOOL, 1]);
-                Ok(())
+                put(buf, at, TAG_BOOL);
+                put(buf, at + 1, 1);
+                Ok(at + 2)
             }
             Some(b'f') => {
                 r.literal(b"false")?;
-                self.out.extend_from_slice(&[TAG_BOOL, 0]);
-                Ok(())
+                put(buf, at, TAG_BOOL);
+                put(buf, at + 1, 0);
+                Ok(at + 2)
             }
             // null: an empty AnyValue.
-            Some(b'n') => r.literal(b"null"),
-            _ => self.number(r, slot),
+            Some(b'n') => r.literal(b"null").map(|_| at),
+            _ => self.number(r, slot, at),
         }
     }
 
     /// A JSON number by the OTel rule: integers in int64 range as int_value, others as double_value.
-    fn number(&mut self, r: &mut Reader, slot: Option<usize>) -> Step<()> {
+    fn number(&mut self, r: &mut Reader, slot: Option<usize>, at: usize) -> Step<usize> {
         let line = r.line;
         let start = r.pos;
         let mut pos = start;
@@ -655,54 +761,27 @@ impl Encoder {
             let integer = if small_integer { Some(if negative { -(mantissa as i64) } else { mantissa as i64 }) } else { None };
             self.captured[slot] = Captured::Number(value, integer);
         }
-        let out = &mut self.out;
+        let buf = self.buf;
         if value.fract() == 0.0 && value >= -9_223_372_036_854_775_808.0 && value < 9_223_372_036_854_775_808.0 {
-            out.push(TAG_INT);
-            put_varint(out, value as i64 as u64);
+            put(buf, at, TAG_INT);
+            Ok(put_varint(buf, at + 1, value as i64 as u64))
         } else {
-            out.push(TAG_DOUBLE);
-            out.extend_from_slice(&value.to_le_bytes());
+            put(buf, at, TAG_DOUBLE);
+            Ok(put_bytes(buf, at + 1, &value.to_le_bytes()))
         }
-        Ok(())
     }
 
-    /// At `"`: the string's content (escapes decoded) appended to `out`. Returns whether it had escapes.
-    fn string(&mut self, r: &mut Reader) -> Step<bool> {
+    /// At `"`: the string's content (escapes decoded) written from `at`. Returns where it ends and
+    /// whether it had escapes.
+    fn string(&mut self, r: &mut Reader, mut at: usize) -> Step<(usize, bool)> {
         let line = r.line;
-        let start = r.pos + 1;
-        let mut pos = start;
-        let out = &mut self.out;
-        // Copied while scanned, byte by byte: strings are short, and a memory.copy per string costs more.
-        out.reserve(line.len() - start.min(line.len()));
-        let mut length = out.len();
-        // SAFETY: at most `line.len() - start` bytes are written, the room just reserved.
-        unsafe {
-            let dst = out.as_mut_ptr();
-            // Eight bytes at a time while none of them ends the plain run.
-            while pos + 8 <= line.len() {
-                let word = u64::from_le_bytes(*(line.as_ptr().add(pos) as *const [u8; 8]));
-                if stops_in(word) {
-                    break;
-                }
-                (dst.add(length) as *mut [u8; 8]).write_unaligned(word.to_le_bytes());
-                length += 8;
-                pos += 8;
-            }
-            while pos < line.len() {
-                let c = *line.get_unchecked(pos);
-                if STOP[c as usize] {
-                    break;
-                }
-                *dst.add(length) = c;
-                length += 1;
-                pos += 1;
-            }
-            out.set_len(length);
-        }
+        let buf = self.buf;
+        let (mut pos, end) = copy_plain(line, r.pos + 1, buf, at);
+        at = end;
         let c = *line.get(pos).ok_or(Refuse)?;
         if c == b'"' {
             r.pos = pos + 1;
-            return Ok(false);
+            return Ok((at, false));
         }
         if c != b'\\' {
             return Err(Refuse);
@@ -712,18 +791,18 @@ impl Encoder {
             match c {
                 b'"' => {
                     r.pos = pos + 1;
-                    return Ok(true);
+                    return Ok((at, true));
                 }
                 b'\\' => {
                     let kind = *line.get(pos + 1).ok_or(Refuse)?;
                     pos += 2;
-                    match kind {
-                        b'"' | b'\\' | b'/' => out.push(kind),
-                        b'b' => out.push(0x08),
-                        b'f' => out.push(0x0c),
-                        b'n' => out.push(0x0a),
-                        b'r' => out.push(0x0d),
-                        b't' => out.push(0x09),
+                    let byte = match kind {
+                        b'"' | b'\\' | b'/' => kind,
+                        b'b' => 0x08,
+                        b'f' => 0x0c,
+                        b'n' => 0x0a,
+                        b'r' => 0x0d,
+                        b't' => 0x09,
                         b'u' => {
                             let unit = hex4(line, pos)?;
                             pos += 4;
@@ -743,14 +822,18 @@ impl Encoder {
                             } else {
                                 unit
                             };
-                            put_utf8(out, code);
+                            at = put_utf8(buf, at, code);
+                            continue;
                         }
                         _ => return Err(Refuse),
-                    }
+                    };
+                    put(buf, at, byte);
+                    at += 1;
                 }
                 c if c < 0x20 => return Err(Refuse),
                 c => {
-                    out.push(c);
+                    put(buf, at, c);
+                    at += 1;
                     pos += 1;
                 }
             }
@@ -784,56 +867,45 @@ impl Encoder {
         Ok(None)
     }
 
-    /// severity_number and severity_text from the first level field (severityOf()'s rules).
-    fn severity(&mut self, line: &[u8]) -> Step<()> {
+    /// severity_number and severity_text from the first level field (severityOf()'s rules), from `at`.
+    fn severity(&mut self, line: &[u8], mut at: usize) -> Step<usize> {
         let captured = match self.captured[SLOT_LEVEL] {
             Captured::None => self.captured[SLOT_SEVERITY],
             other => other,
         };
-        let out = &mut self.out;
-        match captured {
-            Captured::None => Ok(()),
-            Captured::Other => Err(Refuse),
+        let buf = self.buf;
+        let mut digits = [0u8; 24];
+        let (number, text): (u32, &[u8]) = match captured {
+            Captured::None => return Ok(at),
+            Captured::Other => return Err(Refuse),
             Captured::Raw(start, end) => {
                 let text = &line[start..end];
                 if !text.is_ascii() {
                     return Err(Refuse);
                 }
-                let number = severity_of_name(text);
-                if number != 0 {
-                    out.push(TAG_SEVERITY_NUMBER);
-                    put_varint(out, number as u64);
-                }
-                if !text.is_empty() {
-                    out.push(TAG_SEVERITY_TEXT);
-                    put_varint(out, text.len() as u64);
-                    out.extend_from_slice(text);
-                }
-                Ok(())
+                (severity_of_name(text), text)
             }
             Captured::Number(_, integer) => {
                 let value = integer.ok_or(Refuse)?;
                 let number = severity_of_number(value);
-                let mut digits = [0u8; 24];
-                let text: &[u8] = if number != 0 {
-                    SEVERITY_NAMES[((number - 1) / 4) as usize]
-                } else {
-                    decimal(value, &mut digits)
-                };
-                if number != 0 {
-                    out.push(TAG_SEVERITY_NUMBER);
-                    put_varint(out, number as u64);
-                }
-                out.push(TAG_SEVERITY_TEXT);
-                put_varint(out, text.len() as u64);
-                out.extend_from_slice(text);
-                Ok(())
+                (number, if number != 0 { SEVERITY_NAMES[((number - 1) / 4) as usize] } else { decimal(value, &mut digits) })
             }
+        };
+        if number != 0 {
+            put(buf, at, TAG_SEVERITY_NUMBER);
+            at = put_varint(buf, at + 1, number as u64);
         }
+        if !text.is_empty() {
+            put(buf, at, TAG_SEVERITY_TEXT);
+            at = put_varint(buf, at + 1, text.len() as u64);
+            at = put_bytes(buf, at, text);
+        }
+        Ok(at)
     }
 
-    /// trace_id, span_id and flags from the trace fields that are valid (writeTraceContext()'s rules).
-    fn trace_context(&mut self, line: &[u8]) -> Step<()> {
+    /// trace_id, span_id and flags from the trace fields that are valid (writeTraceContext()'s rules), from `at`.
+    fn trace_context(&mut self, line: &[u8], mut at: usize) -> Step<usize> {
+        let buf = self.buf;
         for (slot, tag, size) in [(SLOT_TRACE_ID, TAG_TRACE_ID, 16usize), (SLOT_SPAN_ID, TAG_SPAN_ID, 8)] {
             match self.captured[slot] {
                 Captured::Raw(start, end) if end - start == size * 2 => {
@@ -846,10 +918,9 @@ impl Encoder {
                         }
                     }
                     if valid && bytes[..size].iter().any(|&b| b != 0) {
-                        let out = &mut self.out;
-                        out.push(tag);
-                        out.push(size as u8);
-                        out.extend_from_slice(&bytes[..size]);
+                        put(buf, at, tag);
+                        put(buf, at + 1, size as u8);
+                        at = put_bytes(buf, at + 2, &bytes[..size]);
                     }
                 }
                 Captured::Other => return Err(Refuse),
@@ -875,11 +946,10 @@ impl Encoder {
             },
         };
         if flags != 0 {
-            let out = &mut self.out;
-            out.push(TAG_FLAGS);
-            out.extend_from_slice(&flags.to_le_bytes());
+            put(buf, at, TAG_FLAGS);
+            at = put_bytes(buf, at + 1, &flags.to_le_bytes());
         }
-        Ok(())
+        Ok(at)
     }
 }
 
@@ -896,9 +966,7 @@ impl Reader<'_> {
 
     #[inline]
     fn skip_blanks(&mut self) {
-        while self.pos < self.line.len() && is_blank(self.line[self.pos]) {
-            self.pos += 1;
-        }
+        self.pos = skip_blanks(self.line, self.pos);
     }
 
     fn literal(&mut self, word: &[u8]) -> Step<()> {
@@ -927,20 +995,20 @@ fn hex4(line: &[u8], at: usize) -> Step<u32> {
     Ok(value)
 }
 
-fn put_utf8(out: &mut Vec<u8>, code: u32) {
+fn put_utf8(buf: *mut u8, at: usize, code: u32) -> usize {
     if code < 0x80 {
-        out.push(code as u8);
+        put(buf, at, code as u8);
+        at + 1
     } else if code < 0x800 {
-        out.extend_from_slice(&[0xc0 | (code >> 6) as u8, 0x80 | (code & 0x3f) as u8]);
+        put_bytes(buf, at, &[0xc0 | (code >> 6) as u8, 0x80 | (code & 0x3f) as u8])
     } else if code < 0x10000 {
-        out.extend_from_slice(&[0xe0 | (code >> 12) as u8, 0x80 | ((code >> 6) & 0x3f) as u8, 0x80 | (code & 0x3f) as u8]);
+        put_bytes(buf, at, &[0xe0 | (code >> 12) as u8, 0x80 | ((code >> 6) & 0x3f) as u8, 0x80 | (code & 0x3f) as u8])
     } else {
-        out.extend_from_slice(&[
-            0xf0 | (code >> 18) as u8,
-            0x80 | ((code >> 12) & 0x3f) as u8,
-            0x80 | ((code >> 6) & 0x3f) as u8,
-            0x80 | (code & 0x3f) as u8,
-        ]);
+        put_bytes(
+            buf,
+            at,
+            &[0xf0 | (code >> 18) as u8, 0x80 | ((code >> 12) & 0x3f) as u8, 0x80 | ((code >> 6) & 0x3f) as u8, 0x80 | (code & 0x3f) as u8],
+        )
     }
 }
 
