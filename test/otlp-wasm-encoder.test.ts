@@ -12,6 +12,7 @@ import { BatchEncoder, type EncodedBatch } from '../src/sinks/opentelemetry/enco
 import { DEFAULT_MAPPING, type OtlpMapping } from '../src/sinks/opentelemetry/mapping.js';
 import { MAX_DEPTH } from '../src/sinks/opentelemetry/transcode.js';
 import { WASM_ENCODER_EXPORTS, wasmEncoderFile } from '../src/sinks/opentelemetry/wasm-encoder.js';
+import { compileModuleSync, instantiate, isMemory, moduleImports } from '../src/wasm-memory/wasm-api.js';
 
 const utf8 = new TextEncoder();
 
@@ -61,6 +62,7 @@ function same(encoders: { rust: BatchEncoder; js: BatchEncoder }, input: LineBat
   expect(plain(rust)).toEqual(plain(js));
   expect(rust.bytes.byteLength).toBe(rust.bytes.buffer.byteLength);
   expect(encoders.rust.stats).toEqual(encoders.js.stats);
+  expect(encoders.rust.wasmStats.failed).toBe(0);
   const refused = encoders.rust.wasmStats.refused - refusedBefore;
   expect(encoders.rust.wasmStats.encoded - encodedBefore + refused).toBe(input.offsets.length - 1);
   return refused;
@@ -68,10 +70,10 @@ function same(encoders: { rust: BatchEncoder; js: BatchEncoder }, input: LineBat
 
 describe('the committed otlp_encode.wasm', () => {
   it('loads, imports nothing, and exports memory and every function with its arity', () => {
-    const module = new WebAssembly.Module(readFileSync(wasmEncoderFile()));
-    expect(WebAssembly.Module.imports(module)).toEqual([]);
-    const instance = new WebAssembly.Instance(module, {});
-    expect(instance.exports.memory).toBeInstanceOf(WebAssembly.Memory);
+    const module = compileModuleSync(readFileSync(wasmEncoderFile()));
+    expect(moduleImports(module)).toEqual([]);
+    const instance = instantiate(module);
+    expect(isMemory(instance.exports.memory)).toBe(true);
     for (const [name, arity] of Object.entries(WASM_ENCODER_EXPORTS)) {
       const value = instance.exports[name];
       expect(typeof value, name).toBe('function');
@@ -97,7 +99,7 @@ describe('Rust encoder = JS encoder, byte for byte', () => {
       const lines = Array.from({ length: 1000 }, () => generator.next());
       expect(same(encoders, batch(lines, { timestampMs: Date.UTC(2024, 4, 1) + b }))).toBe(0);
     }
-    expect(encoders.rust.wasmStats).toEqual({ encoded: 4000, refused: 0 });
+    expect(encoders.rust.wasmStats).toEqual({ encoded: 4000, refused: 0, failed: 0 });
     // The CRI form is text to the encoder.
     const cri = Array.from({ length: 200 }, () => generator.nextCri());
     expect(same(encoders, batch(cri, { format: 'text', stream: 'stdout' }))).toBe(0);
@@ -127,7 +129,7 @@ describe('Rust encoder = JS encoder, byte for byte', () => {
     const encoders = pair();
     const lines = [...accepted, ...refused, ...accepted, ...refused.slice().reverse()];
     expect(same(encoders, batch(lines))).toBe(refused.length * 2);
-    expect(encoders.rust.wasmStats).toEqual({ encoded: accepted.length * 2, refused: refused.length * 2 });
+    expect(encoders.rust.wasmStats).toEqual({ encoded: accepted.length * 2, refused: refused.length * 2, failed: 0 });
     // All refused, and none.
     expect(same(encoders, batch(refused))).toBe(refused.length);
     expect(same(encoders, batch(accepted))).toBe(0);
@@ -146,6 +148,10 @@ describe('Rust encoder = JS encoder, byte for byte', () => {
     for (const size of [0, 1, 100, 120, 127, 128, 129, 200, 16_300, 16_383, 16_384, 20_000, 2_000_000]) {
       lines.push(JSON.stringify({ s: 'y'.repeat(size) }), 'z'.repeat(size), JSON.stringify({ nested: { list: ['w'.repeat(size)] } }));
     }
+    // The largest growth from line to record: -1 (3 bytes with its comma) becomes 13; nesting adds prefixes.
+    const many = (item: string, n: number): string => Array.from({ length: n }, () => item).join(',');
+    lines.push(`{"a":[${many('-1', 100_000)}]}`, `{"a":[${many('[-1]', 50_000)}]}`, `{"a":[${many('0.5', 50_000)}],"b":[${many('{"":-1}', 30_000)}]}`);
+    lines.push(`{"a":${'['.repeat(MAX_DEPTH - 2)}${many('-1', 1000)}${']'.repeat(MAX_DEPTH - 2)}}`);
     expect(same(encoders, batch(lines))).toBe(0);
   });
 

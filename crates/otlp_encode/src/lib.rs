@@ -410,10 +410,11 @@ impl Encoder {
             let start = self.out.len();
             self.offsets.push(base + start as u32);
             let line = &data[offsets[i] as usize..offsets[i + 1] as usize];
+            let bound = record_bound(line.len(), tail.len());
             let done = if line.len() > MAX_LINE || !(ascii || std::str::from_utf8(line).is_ok()) {
                 Err(Refuse)
             } else {
-                self.out.reserve(record_bound(line.len(), tail.len()));
+                self.out.reserve(bound);
                 self.buf = self.out.as_mut_ptr();
                 let mut brace = 0;
                 while brace < line.len() && (line[brace] == b' ' || line[brace] == b'\t') {
@@ -427,6 +428,11 @@ impl Encoder {
             };
             match done {
                 Ok((end, object)) => {
+                    // record_bound() is an argument, not a check: should a record ever outgrow it,
+                    // trap (the host then encodes the batch in JS and stops using this instance).
+                    if end - start > bound {
+                        panic!("record outgrew record_bound");
+                    }
                     // SAFETY: `[start, end)` was written, within the room reserved.
                     unsafe { self.out.set_len(end) };
                     if object {

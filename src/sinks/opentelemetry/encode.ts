@@ -485,8 +485,8 @@ export class BatchEncoder {
   private readonly groupKeys: Uint8Array[] = [];
   /** Records encoded so far by the byte transcoder and through JSON.parse or as text: for tests and benchmarks. */
   readonly stats = { transcoded: 0, other: 0 };
-  /** Records the Rust encoder wrote, and records it refused (then encoded here): for tests and benchmarks. */
-  readonly wasmStats: WasmEncoderStats = { encoded: 0, refused: 0 };
+  /** Records the Rust encoder wrote, records it refused (then encoded here), batches it trapped on: for tests and benchmarks. */
+  readonly wasmStats: WasmEncoderStats = { encoded: 0, refused: 0, failed: 0 };
   /** The Rust encoder (wasm-encoder.ts): null until the first batch, undefined when off or unavailable. */
   private wasm: WasmBatchEncoder | undefined | null;
   /** Set while the refused records of a batch are encoded here. */
@@ -544,12 +544,17 @@ export class BatchEncoder {
           this.refusedOnly = false;
         }
       });
-      // The same counts as the JS path's: the Rust encoder transcodes the objects it accepts.
-      this.stats.transcoded += encoded.objects;
-      this.stats.other += encoded.texts;
-      this.wasmStats.encoded += encoded.objects + encoded.texts;
-      this.wasmStats.refused += count - encoded.objects - encoded.texts;
-      return { bytes: encoded.bytes, offsets: encoded.offsets, resourceEnd };
+      if (encoded !== undefined) {
+        // The same counts as the JS path's: the Rust encoder transcodes the objects it accepts.
+        this.stats.transcoded += encoded.objects;
+        this.stats.other += encoded.texts;
+        this.wasmStats.encoded += encoded.objects + encoded.texts;
+        this.wasmStats.refused += count - encoded.objects - encoded.texts;
+        return { bytes: encoded.bytes, offsets: encoded.offsets, resourceEnd };
+      }
+      // It trapped: this batch and the next go the JS way (the header is still in the writer).
+      this.wasm = undefined;
+      this.wasmStats.failed++;
     }
 
     const recordOffsets = new Uint32Array(count + 1);

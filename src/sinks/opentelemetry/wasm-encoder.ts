@@ -73,10 +73,15 @@ export function wasmEncoderSupports(mapping: OtlpMapping): boolean {
   return new Set(all).size === all.length;
 }
 
-/** Counters of the fast path: records written by the Rust encoder, and records it left to JS. */
+/**
+ * Counters of the fast path: records written by the Rust encoder, records it left to JS, and
+ * batches it failed on (a trap: a bug, never expected; the batch is then encoded by JS and the
+ * encoder stops using the instance).
+ */
 export interface WasmEncoderStats {
   encoded: number;
   refused: number;
+  failed: number;
 }
 
 export class WasmBatchEncoder {
@@ -134,6 +139,7 @@ export class WasmBatchEncoder {
    * (`resourceEnd` where the first ends), `tail` what ends every record (the record attributes,
    * then the observed time field). `fallback` encodes the lines the Rust side refused, as a batch
    * of their own with the same meta, by the JS path; it must not call back into this encoder.
+   * Undefined when the module trapped: the instance must not be used again.
    */
   encode(
     input: EncodeInput,
@@ -141,7 +147,7 @@ export class WasmBatchEncoder {
     resourceEnd: number,
     tail: Uint8Array,
     fallback: (refused: EncodeInput) => EncodedBatch,
-  ): EncodedBatch & { objects: number; texts: number } {
+  ): (EncodedBatch & { objects: number; texts: number }) | undefined {
     const { data, offsets, meta } = input;
     const count = offsets.length - 1;
     const base = header.length;
@@ -154,7 +160,13 @@ export class WasmBatchEncoder {
     new Uint8Array(memory, ptr + offsetsBytes, tail.length).set(tail);
     const dataPtr = ptr + offsetsBytes + tail.length;
     new Uint8Array(memory, dataPtr, data.length).set(data);
-    const status = exports.encode_batch(dataPtr, data.length, ptr, count, ptr + offsetsBytes, tail.length, base, meta.format === 'json' ? 1 : 0);
+    let status: number;
+    try {
+      status = exports.encode_batch(dataPtr, data.length, ptr, count, ptr + offsetsBytes, tail.length, base, meta.format === 'json' ? 1 : 0);
+    } catch {
+      // A trap (WebAssembly.RuntimeError): the guest's state is unknown from here on.
+      return undefined;
+    }
     if (status !== 0) throw new Error(`otlp_encode: encode_batch returned ${status}`);
     // The call may have grown the memory: fresh views from here on.
     memory = exports.memory.buffer;
