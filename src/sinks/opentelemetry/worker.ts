@@ -5,18 +5,22 @@
  * thread can still deliver it (nothing typed crosses the thread, and nothing is lost here).
  */
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
+import { BufferReleaser } from '../../buffer-release.js';
 import { BatchEncoder, framedAsRequest } from './encode.js';
 import { JsonBatchEncoder } from './encode-json.js';
 import type { EncodeTask, EncodeWorkerInit, EncodeWorkerResult } from './protocol.js';
 
 const init = workerData as EncodeWorkerInit;
 const encoder = init.codec === 'json' ? new JsonBatchEncoder(init.serviceName, init.mapping) : new BatchEncoder(init.serviceName, init.mapping);
+const releaser = new BufferReleaser();
 
 export default function encodeBatch(task: EncodeTask): unknown {
   let result: EncodeWorkerResult;
   let transfer: ArrayBufferLike[];
   try {
-    const encoded = init.codec === 'json' ? encoder.encode(task) : framedAsRequest(encoder.encode(task));
+    const unframed = encoder.encode(task);
+    const encoded = init.codec === 'json' ? unframed : framedAsRequest(unframed);
+    releaser.released(task.data.byteLength + (encoded.bytes === unframed.bytes ? 0 : unframed.bytes.byteLength));
     result = { status: 'encoded', bytes: encoded.bytes, offsets: encoded.offsets, resourceEnd: encoded.resourceEnd };
     // A handful of numbers: copied, not transferred.
     if (encoded.groups !== undefined) result.groups = encoded.groups;

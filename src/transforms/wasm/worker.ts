@@ -3,6 +3,7 @@
  * The result's buffers are transferred back, not copied.
  */
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
+import { BufferReleaser } from '../../buffer-release.js';
 import { FluentBitRunner } from '../../wasm-memory/fluent-bit.js';
 import { PluginRunner, type BatchRunner } from '../../wasm-memory/runner.js';
 import type { WorkerInit, WorkerResult, WorkerTask } from './protocol.js';
@@ -14,8 +15,11 @@ const runner: BatchRunner =
     ? new FluentBitRunner(init.module, { ...common, functionName: init.functionName, wasi: init.wasi, preopens: init.wasiPreopens })
     : new PluginRunner(init.module, { ...common, initOptions: init.initOptions, wasi: init.wasi, preopens: init.wasiPreopens });
 
+const releaser = new BufferReleaser();
+
 export default function processBatch(task: WorkerTask): unknown {
   const outcome: WorkerResult = runner.processBatch(task.data, task.offsets, task.perLine === true ? 'per_line' : 'auto', task.context);
+  releaser.released(task.data.byteLength);
   // piscina transfers (instead of copying) only what `move` marked; the two symbols name the
   // buffers to transfer and the value to post.
   return move({
