@@ -69,6 +69,8 @@ struct Encoder {
     trace_fields: [Vec<u8>; 3],
     /// Bit `n` set: a trace field name is `n` bytes long (a cheap test before comparing).
     trace_lengths: u64,
+    /// The hash bits (as members() takes them) of every watched top-level key: most keys are ruled out by one test.
+    watched_bits: u64,
     captured: [Captured; SLOTS],
     objects: u32,
     texts: u32,
@@ -90,12 +92,17 @@ fn encoder() -> &'static mut Encoder {
                 hashes: Vec::new(),
                 trace_fields: [b"trace_id".to_vec(), b"span_id".to_vec(), b"trace_flags".to_vec()],
                 trace_lengths: (1 << 8) | (1 << 7) | (1 << 11),
+                watched_bits: 0,
                 captured: [Captured::None; SLOTS],
                 objects: 0,
                 texts: 0,
             });
         }
-        ENCODER.as_mut().unwrap_unchecked()
+        let e = ENCODER.as_mut().unwrap_unchecked();
+        if e.watched_bits == 0 {
+            e.watch();
+        }
+        e
     }
 }
 
@@ -145,6 +152,7 @@ pub unsafe extern "C" fn configure(ptr: i32, a: i32, b: i32, c: i32) -> i32 {
     let e = encoder();
     e.trace_fields = [names[..a].to_vec(), names[a..a + b].to_vec(), names[a + b..].to_vec()];
     e.trace_lengths = e.trace_fields.iter().filter(|name| !name.is_empty()).fold(0, |bits, name| bits | (1u64 << name.len().min(63)));
+    e.watch();
     0
 }
 
@@ -243,8 +251,9 @@ fn record_bound(length: usize, tail: usize) -> usize {
     length * 7 + tail + 256
 }
 
-/// Lines longer than this are left to JS (keeps `record_bound` far from overflow and memory small).
-const MAX_LINE: usize = 16 << 20;
+/// Lines longer than this are left to JS: the room reserved for one (7 times its length) stays in
+/// the instance's memory for good, which must stay small.
+const MAX_LINE: usize = 1 << 20;
 
 /// Writes the minimal length prefix of `[at + reserve, end)` at `at`, moving the content when the
 /// prefix needs another size; returns where the content now ends.
@@ -397,6 +406,16 @@ static STOP: [bool; 256] = {
 };
 
 impl Encoder {
+    /// The hash bits of the watched keys (the timestamp and level fields, the trace fields).
+    fn watch(&mut self) {
+        let fixed: [&[u8]; 5] = [b"timestamp", b"ts", b"time", b"level", b"severity"];
+        let mut bits = 0u64;
+        for name in fixed.iter().copied().chain(self.trace_fields.iter().map(|name| name.as_slice())) {
+            bits |= 1u64 << (key_hash(name) >> 58);
+        }
+        self.watched_bits = bits;
+    }
+
     fn encode(&mut self, data: &[u8], offsets: &[u32], tail: &[u8], base: u32, json: bool) {
         let count = offsets.len() - 1;
         // One check for the whole batch (nearly always ASCII); otherwise each line is checked.
@@ -542,7 +561,7 @@ impl Encoder {
             }
             seen |= bit;
             self.hashes.push(hash);
-            let slot = if depth == 0 { self.slot_of(key) } else { None };
+            let slot = if depth == 0 && self.watched_bits & bit != 0 { self.slot_of(key) } else { None };
             at = end(buf, key_prefix, 1, key_end);
 
             p = skip_blanks(line, p);
