@@ -564,14 +564,38 @@ impl Encoder {
             let slot = if depth == 0 && self.watched_bits & bit != 0 { self.slot_of(key) } else { None };
             at = end(buf, key_prefix, 1, key_end);
 
-            p = skip_blanks(line, p);
             if line.get(p) != Some(&b':') {
-                return Err(Refuse);
+                p = skip_blanks(line, p);
+                if line.get(p) != Some(&b':') {
+                    return Err(Refuse);
+                }
             }
             p = skip_blanks(line, p + 1);
             put(buf, at, TAG_VALUE);
             let value = at + 1;
-            if line.get(p) == Some(&b'"') {
+            let c = line.get(p).copied().unwrap_or(0);
+            if c.is_ascii_digit() && c != b'0' {
+                // A plain positive integer of up to 15 digits (exact as a double): written here.
+                let mut q = p;
+                let mut v = 0u64;
+                while q < line.len() && line[q].is_ascii_digit() && q - p < 16 {
+                    v = v * 10 + (line[q] - b'0') as u64;
+                    q += 1;
+                }
+                let next = line.get(q).copied().unwrap_or(0);
+                if q - p <= 15 && !next.is_ascii_digit() && next != b'.' && next != b'e' && next != b'E' {
+                    if let Some(slot) = slot {
+                        self.captured[slot] = Captured::Number(v as f64, Some(v as i64));
+                    }
+                    put(buf, at + 2, TAG_INT);
+                    at = put_varint(buf, at + 3, v);
+                    p = q;
+                } else {
+                    r.pos = p;
+                    at = self.value(r, depth + 1, slot, at + 2)?;
+                    p = r.pos;
+                }
+            } else if c == b'"' {
                 put(buf, at + 2, TAG_STRING);
                 let (stop, content_end) = copy_plain(line, p + 1, buf, at + 4);
                 if line.get(stop) == Some(&b'"') {
