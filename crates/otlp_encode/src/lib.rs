@@ -72,6 +72,10 @@ struct Encoder {
     /// The hash bits (as members() takes them) of every watched top-level key: most keys are ruled out by one test.
     watched_bits: u64,
     captured: [Captured; SLOTS],
+    /// fast_rfc3339()'s cache: the date part of the last valid time and its seconds.
+    minute: Option<([u8; 16], i64)>,
+    /// The last level string (up to 16 ASCII bytes) and its severity number.
+    level: ([u8; 16], usize, u32),
     objects: u32,
     texts: u32,
 }
@@ -94,6 +98,8 @@ fn encoder() -> &'static mut Encoder {
                 trace_lengths: (1 << 8) | (1 << 7) | (1 << 11),
                 watched_bits: 0,
                 captured: [Captured::None; SLOTS],
+                minute: None,
+                level: ([0; 16], usize::MAX, 0),
                 objects: 0,
                 texts: 0,
             });
@@ -890,12 +896,12 @@ impl Encoder {
     }
 
     /// The event time in nanoseconds from the timestamp fields (eventTime()'s rules); None: the observed time.
-    fn event_time(&self, line: &[u8]) -> Step<Option<u64>> {
+    fn event_time(&mut self, line: &[u8]) -> Step<Option<u64>> {
         for slot in 0..3 {
             match self.captured[slot] {
                 Captured::None => continue,
                 Captured::Other => return Err(Refuse),
-                Captured::Raw(start, end) => match fast_rfc3339(&line[start..end]) {
+                Captured::Raw(start, end) => match fast_rfc3339(&line[start..end], &mut self.minute) {
                     Shape::Time(seconds, nanos) => return Ok(Some(hr_nanos(seconds, nanos))),
                     Shape::Invalid => continue,
                     Shape::Other => return Err(Refuse),
@@ -929,10 +935,21 @@ impl Encoder {
             Captured::Other => return Err(Refuse),
             Captured::Raw(start, end) => {
                 let text = &line[start..end];
-                if !text.is_ascii() {
-                    return Err(Refuse);
+                let (last, last_length, last_number) = &mut self.level;
+                if text.len() == *last_length && *text == last[..text.len()] {
+                    (*last_number, text)
+                } else {
+                    if !text.is_ascii() {
+                        return Err(Refuse);
+                    }
+                    let number = severity_of_name(text);
+                    if text.len() <= last.len() {
+                        last[..text.len()].copy_from_slice(text);
+                        *last_length = text.len();
+                        *last_number = number;
+                    }
+                    (number, text)
                 }
-                (severity_of_name(text), text)
             }
             Captured::Number(_, integer) => {
                 let value = integer.ok_or(Refuse)?;
@@ -1084,30 +1101,81 @@ fn digits2(text: &[u8], at: usize) -> i64 {
 
 const MONTH_DAYS: [i64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
-/// mapping.ts fastRfc3339(), step for step.
-fn fast_rfc3339(text: &[u8]) -> Shape {
+/// mapping.ts fastRfc3339(), step for step, with its cache: consecutive lines mostly share their
+/// minute, so the date part (`YYYY-MM-DDTHH:MM`) of the last valid time is remembered with its
+/// seconds since the epoch, and a line with the same 16 bytes only reads the rest.
+fn fast_rfc3339(text: &[u8], minute: &mut Option<([u8; 16], i64)>) -> Shape {
     let end = text.len();
-    if end < 20 || text[4] != b'-' || text[7] != b'-' {
+    if end < 20 {
         return Shape::Other;
     }
-    let t = text[10];
-    if (t != b'T' && t != b't' && t != b' ') || text[13] != b':' || text[16] != b':' {
-        return Shape::Other;
+    let mut prefix = [0u8; 16];
+    prefix.copy_from_slice(&text[..16]);
+    let cached = match minute {
+        Some((bytes, seconds)) if *bytes == prefix => Some(*seconds),
+        _ => None,
+    };
+    let base = match cached {
+        Some(seconds) => {
+            if text[16] != b':' || digits2(text, 17) < 0 {
+                return Shape::Other;
+            }
+            seconds
+        }
+        None => {
+            if text[4] != b'-' || text[7] != b'-' {
+                return Shape::Other;
+            }
+            let t = text[10];
+            if (t != b'T' && t != b't' && t != b' ') || text[13] != b':' || text[16] != b':' {
+                return Shape::Other;
+            }
+            let century = digits2(text, 0);
+            let yy = digits2(text, 2);
+            let month = digits2(text, 5);
+            let day = digits2(text, 8);
+            let hour = digits2(text, 11);
+            let minute_of_hour = digits2(text, 14);
+            if century < 19 || yy < 0 || month < 0 || day < 0 || hour < 0 || minute_of_hour < 0 || digits2(text, 17) < 0 {
+                return Shape::Other;
+            }
+            let year = century * 100 + yy;
+            if year < 1970 {
+                return Shape::Other;
+            }
+            // The rest must have the shape before the date is judged (null before undefined, as in JS).
+            if rfc3339_rest(text).is_none() {
+                return Shape::Other;
+            }
+            let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+            if !(1..=12).contains(&month) {
+                return Shape::Invalid;
+            }
+            let month_days = if month == 2 && leap { 29 } else { MONTH_DAYS[(month - 1) as usize] };
+            if day < 1 || day > month_days || hour > 23 || minute_of_hour > 59 {
+                return Shape::Invalid;
+            }
+            let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute_of_hour * 60;
+            *minute = Some((prefix, seconds));
+            seconds
+        }
+    };
+    let (nanos, offset_minutes) = match rfc3339_rest(text) {
+        Some(rest) => rest,
+        None => return Shape::Other,
+    };
+    let seconds = base - offset_minutes * 60 + digits2(text, 17).min(59); // A leap second reads as :59.
+    if seconds > 0 {
+        Shape::Time(seconds, nanos)
+    } else {
+        Shape::Invalid
     }
-    let century = digits2(text, 0);
-    let yy = digits2(text, 2);
-    let month = digits2(text, 5);
-    let day = digits2(text, 8);
-    let hour = digits2(text, 11);
-    let minute = digits2(text, 14);
-    let raw_second = digits2(text, 17);
-    if century < 19 || yy < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || raw_second < 0 {
-        return Shape::Other;
-    }
-    let year = century * 100 + yy;
-    if year < 1970 {
-        return Shape::Other;
-    }
+}
+
+/// What follows the seconds: an optional fraction (nanoseconds, digits past the ninth ignored),
+/// then `Z` or an offset `±HH:MM`/`±HHMM` (in minutes) ending the text. None: not this shape.
+fn rfc3339_rest(text: &[u8]) -> Option<(u64, i64)> {
+    let end = text.len();
     let mut at = 19;
     let mut nanos: u64 = 0;
     if text[at] == b'.' || text[at] == b',' {
@@ -1120,47 +1188,32 @@ fn fast_rfc3339(text: &[u8]) -> Shape {
             at += 1;
         }
         if at == first {
-            return Shape::Other;
+            return None;
         }
     }
-    let mut offset_minutes: i64 = 0;
     match text.get(at) {
         Some(b'Z') | Some(b'z') => {
             if at + 1 != end {
-                return Shape::Other;
+                return None;
             }
+            Some((nanos, 0))
         }
         Some(&zone) if zone == b'+' || zone == b'-' => {
             if at + 5 > end {
-                return Shape::Other;
+                return None;
             }
             let oh = digits2(text, at + 1);
             let colon = if text[at + 3] == b':' { 1 } else { 0 };
             if at + 5 + colon != end {
-                return Shape::Other;
+                return None;
             }
             let om = digits2(text, at + 3 + colon);
             if oh < 0 || om < 0 {
-                return Shape::Other;
+                return None;
             }
-            offset_minutes = (if zone == b'-' { -1 } else { 1 }) * (oh * 60 + om);
+            Some((nanos, (if zone == b'-' { -1 } else { 1 }) * (oh * 60 + om)))
         }
-        _ => return Shape::Other,
-    }
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    if !(1..=12).contains(&month) {
-        return Shape::Invalid;
-    }
-    let month_days = if month == 2 && leap { 29 } else { MONTH_DAYS[(month - 1) as usize] };
-    if day < 1 || day > month_days || hour > 23 || minute > 59 {
-        return Shape::Invalid;
-    }
-    let second = raw_second.min(59);
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 - offset_minutes * 60 + second;
-    if seconds > 0 {
-        Shape::Time(seconds, nanos)
-    } else {
-        Shape::Invalid
+        _ => None,
     }
 }
 
