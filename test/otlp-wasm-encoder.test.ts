@@ -136,6 +136,16 @@ describe('Rust encoder = JS encoder, byte for byte', () => {
     expect(same(encoders, batch([]))).toBe(0);
   });
 
+  it('a batch whose data is a view into a larger buffer, its first line not at offset 0', () => {
+    const encoders = pair();
+    const text = utf8.encode('garbage{"ts":"2024-05-01T00:00:00Z","level":"warn","a":[1,2]}plain line{"b":"\\u00e9"}{"a":1,"a":2}trailing');
+    const whole = new Uint8Array(text.length + 16);
+    whole.set(text, 16);
+    const data = whole.subarray(16, 16 + text.length);
+    const offsets = Uint32Array.from([7, 61, 71, 85, 98]);
+    expect(same(encoders, { data, offsets, meta: meta() })).toBe(1);
+  });
+
   it('text batches (format != json): objects stay text, invalid UTF-8 is left to JS', () => {
     const encoders = pair();
     const lines = ['{"a":1}', 'text ünïcödé', '', new Uint8Array([0xc3]), 'x'.repeat(20_000)];
