@@ -485,7 +485,7 @@ export class BatchEncoder {
   private readonly groupKeys: Uint8Array[] = [];
   /** Records encoded so far by the byte transcoder and through JSON.parse or as text: for tests and benchmarks. */
   readonly stats = { transcoded: 0, other: 0 };
-  /** Records the Rust encoder wrote, records it refused (then encoded here), batches it trapped on: for tests and benchmarks. */
+  /** Records the Rust encoder wrote, records it refused (then encoded here), batches it failed on: for tests and benchmarks. */
   readonly wasmStats: WasmEncoderStats = { encoded: 0, refused: 0, failed: 0 };
   /** The Rust encoder (wasm-encoder.ts): null until the first batch, undefined when off or unavailable. */
   private wasm: WasmBatchEncoder | undefined | null;
@@ -552,7 +552,7 @@ export class BatchEncoder {
         this.wasmStats.refused += count - encoded.objects - encoded.texts;
         return { bytes: encoded.bytes, offsets: encoded.offsets, resourceEnd };
       }
-      // It trapped: this batch and the next go the JS way (the header is still in the writer).
+      // The guest failed (a trap, or no memory left): this batch and the next go the JS way (the header is still in the writer).
       this.wasm = undefined;
       this.wasmStats.failed++;
     }

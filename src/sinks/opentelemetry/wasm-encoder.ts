@@ -139,7 +139,8 @@ export class WasmBatchEncoder {
    * (`resourceEnd` where the first ends), `tail` what ends every record (the record attributes,
    * then the observed time field). `fallback` encodes the lines the Rust side refused, as a batch
    * of their own with the same meta, by the JS path; it must not call back into this encoder.
-   * Undefined when the module trapped: the instance must not be used again.
+   * Undefined when the guest failed (a trap, or its memory exhausted): the instance must not be
+   * used again, and the caller encodes the batch itself.
    */
   encode(
     input: EncodeInput,
@@ -154,22 +155,21 @@ export class WasmBatchEncoder {
     const exports = this.exports;
     // Offsets first: alloc() aligns to 8, so they are 4-byte aligned as the guest reads them.
     const offsetsBytes = offsets.length * 4;
-    const ptr = this.reserve(offsetsBytes + tail.length + data.length);
-    let memory = exports.memory.buffer;
-    new Uint32Array(memory, ptr, offsets.length).set(offsets);
-    new Uint8Array(memory, ptr + offsetsBytes, tail.length).set(tail);
-    const dataPtr = ptr + offsetsBytes + tail.length;
-    new Uint8Array(memory, dataPtr, data.length).set(data);
-    let status: number;
     try {
-      status = exports.encode_batch(dataPtr, data.length, ptr, count, ptr + offsetsBytes, tail.length, base, meta.format === 'json' ? 1 : 0);
+      const ptr = this.reserve(offsetsBytes + tail.length + data.length);
+      const memory = exports.memory.buffer;
+      new Uint32Array(memory, ptr, offsets.length).set(offsets);
+      new Uint8Array(memory, ptr + offsetsBytes, tail.length).set(tail);
+      const dataPtr = ptr + offsetsBytes + tail.length;
+      new Uint8Array(memory, dataPtr, data.length).set(data);
+      const status = exports.encode_batch(dataPtr, data.length, ptr, count, ptr + offsetsBytes, tail.length, base, meta.format === 'json' ? 1 : 0);
+      if (status !== 0) return undefined;
     } catch {
-      // A trap (WebAssembly.RuntimeError): the guest's state is unknown from here on.
+      // A trap (WebAssembly.RuntimeError) or no memory left: the guest's state is unknown from here on.
       return undefined;
     }
-    if (status !== 0) throw new Error(`otlp_encode: encode_batch returned ${status}`);
     // The call may have grown the memory: fresh views from here on.
-    memory = exports.memory.buffer;
+    const memory = exports.memory.buffer;
     const result = new Uint32Array(memory, exports.result(), 7);
     const outPtr = result[0]!;
     const outLength = result[1]!;
