@@ -366,3 +366,33 @@ describe('OTLP JSON encoder', () => {
     expect(decoded.resourceLogs.flatMap((r) => r.scopeLogs[0]!.logRecords)).toEqual(records);
   });
 });
+
+describe('OTLP protobuf encoder: batches framed as whole requests', () => {
+  const framedLines = [
+    '{"ts":"2024-05-06T07:08:09.123Z","level":"info","msg":"é","n":1}',
+    '{"a":1,"a":2}', // a duplicate key: refused by the fast paths, encoded through JSON.parse
+    'plain text',
+    '{"nested":{"list":[1,2.5,true,null,"x"]},"level":"error"}',
+  ];
+  for (const wasm of [true, false]) {
+    it(`${wasm ? 'Rust' : 'JS'} path: the same records as unframed, and the whole batch is its own request body`, () => {
+      const framedEncoder = new BatchEncoder('svc', undefined, { wasm, framed: true });
+      const plain = new BatchEncoder('svc', undefined, { wasm });
+      for (const lines of [framedLines, framedLines.slice(0, 1), framedLines.slice(1, 2), []]) {
+        const input = batchFromLines(lines.map((l) => new TextEncoder().encode(l)), meta());
+        const framed = framedEncoder.encode(input);
+        const unframed = plain.encode(input);
+        expect(framed.request).toBeDefined();
+        expect(requestBody([{ batch: framed, from: 0, to: lines.length }])).toBe(framed.bytes);
+        expect(Buffer.from(framed.bytes)).toEqual(Buffer.from(requestBody([{ batch: unframed, from: 0, to: lines.length }])));
+        for (let from = 0; from <= lines.length; from++) {
+          for (let to = from; to <= lines.length; to++) {
+            if (from === 0 && to === lines.length) continue;
+            expect(Buffer.from(requestBody([{ batch: framed, from, to }]))).toEqual(Buffer.from(requestBody([{ batch: unframed, from, to }])));
+          }
+        }
+      }
+      expect(framedEncoder.usesWasm).toBe(wasm);
+    });
+  }
+});

@@ -491,17 +491,24 @@ export class BatchEncoder {
   private wasm: WasmBatchEncoder | undefined | null;
   /** Set while the refused records of a batch are encoded here. */
   private refusedOnly = false;
+  /** Single-resource batches come out laid out as a whole request (`packEncoded`). */
+  private readonly framed: boolean;
 
   constructor(
     private readonly serviceName: string,
     private readonly mapping: OtlpMapping = DEFAULT_MAPPING,
-    /** `wasm: false` keeps the Rust encoder off (to compare the two paths); it is used when the mapping and the module allow. */
-    options: { wasm?: boolean } = {},
+    /**
+     * `wasm: false` keeps the Rust encoder off (to compare the two paths); it is used when the
+     * mapping and the module allow. `framed: true` lays each single-resource batch out as the body
+     * of a request carrying all of it (EncodedBatch.request), as the encoder worker hands them on.
+     */
+    options: { wasm?: boolean; framed?: boolean } = {},
   ) {
     this.transcoder = new JsonTranscoder(this.writer, this.promoted, mapping);
     this.promotedFields = promotedByField(mapping);
     this.grouped = mapping.serviceNameField !== '';
     this.wasm = options.wasm === false ? undefined : null;
+    this.framed = options.framed === true;
   }
 
   /** Whether batches go through the Rust encoder (loading it on first use). */
@@ -536,7 +543,7 @@ export class BatchEncoder {
       this.tailObserved = tail.slice(attributeBytes.length);
     }
     if (!this.refusedOnly && !grouped && this.usesWasm) {
-      const encoded = this.wasm!.encode(input, writer.buf.subarray(0, writer.pos), resourceEnd, tail, (refused) => {
+      const encoded = this.wasm!.encode(input, writer.buf.subarray(0, writer.pos), resourceEnd, tail, this.framed, (refused) => {
         this.refusedOnly = true;
         try {
           return this.encode(refused);
@@ -550,7 +557,9 @@ export class BatchEncoder {
         this.stats.other += encoded.texts;
         this.wasmStats.encoded += encoded.objects + encoded.texts;
         this.wasmStats.refused += count - encoded.objects - encoded.texts;
-        return { bytes: encoded.bytes, offsets: encoded.offsets, resourceEnd };
+        const batch = { bytes: encoded.bytes, offsets: encoded.offsets, resourceEnd: encoded.resourceEnd };
+        if (encoded.request === undefined) return this.framed ? framedAsRequest(batch) : batch;
+        return { ...batch, request: encoded.request };
       }
       // The guest failed (a trap, or no memory left): this batch and the next go the JS way (the header is still in the writer).
       this.wasm = undefined;
@@ -616,11 +625,9 @@ export class BatchEncoder {
     }
     recordOffsets[count] = writer.pos;
     if (grouped) return this.assemble(meta, recordOffsets, count);
-    // A buffer of its own (never a pooled Buffer's), so the result can be transferred; not zeroed
-    // first, since every byte is written.
-    const bytes = new Uint8Array(Buffer.allocUnsafeSlow(writer.pos).buffer, 0, writer.pos);
-    bytes.set(writer.buf.subarray(0, writer.pos));
-    return { bytes, offsets: recordOffsets, resourceEnd };
+    const header = writer.buf.subarray(0, recordOffsets[0]);
+    const records = writer.buf.subarray(recordOffsets[0], writer.pos);
+    return packEncoded(header, resourceEnd, records, recordOffsets, this.framed && !this.refusedOnly);
   }
 
   /**
@@ -983,32 +990,52 @@ export function requestBody(slices: readonly EncodedSlice[]): Uint8Array {
 }
 
 /**
- * `batch` laid out as the body of one request carrying all of its records (`EncodedBatch.request`):
- * the `resource_logs` and `scope_logs` framing written around its entries. The encoder worker does
- * this copy so that the main thread sends a whole batch without joining anything, which is the
- * usual request when batches are the size of `batch.max_events`. A batch of several resource
- * groups is returned as it is.
+ * `batch` laid out as the body of one request carrying all of its records (`EncodedBatch.request`),
+ * in a new buffer. A batch of several resource groups, or one already framed, is returned as it is.
  */
 export function framedAsRequest(batch: EncodedBatch): EncodedBatch {
   if (batch.groups !== undefined || batch.request !== undefined) return batch;
   const { bytes, offsets, resourceEnd } = batch;
   const count = offsets.length - 1;
-  const total = entrySize({ batch, from: 0, to: count });
-  const body = new Uint8Array(Buffer.allocUnsafeSlow(total).buffer, 0, total);
-  const scopeLogs = offsets[count]! - resourceEnd;
+  return packEncoded(bytes.subarray(0, offsets[0]), resourceEnd, bytes.subarray(offsets[0], offsets[count]), offsets, true);
+}
+
+/**
+ * One batch's encoding in a buffer of its own (never a pooled Buffer's, so that it can be
+ * transferred; not zeroed first, since every byte is written): `header` (the resource entry
+ * `[0, resourceEnd)`, then the scope entry), then `records`, whose `offsets` are positions from
+ * the header's start. With `framed`, laid out as the body of a request carrying all of it, the
+ * `resource_logs` and `scope_logs` framing written around the entries in the same single copy:
+ * the encoder worker hands batches on this way, so that the main thread sends the usual request
+ * (one whole batch) as it is, without joining anything. `offsets` is adjusted in place.
+ */
+export function packEncoded(header: Uint8Array, resourceEnd: number, records: Uint8Array, offsets: Uint32Array, framed: boolean): EncodedBatch {
+  const base = header.length;
+  if (!framed) {
+    const total = base + records.length;
+    const bytes = new Uint8Array(Buffer.allocUnsafeSlow(total).buffer, 0, total);
+    bytes.set(header);
+    bytes.set(records, base);
+    return { bytes, offsets, resourceEnd };
+  }
+  const scopeLogs = base - resourceEnd + records.length;
   const resourceLogs = resourceEnd + 1 + varintSize(scopeLogs) + scopeLogs;
+  const total = 1 + varintSize(resourceLogs) + resourceLogs;
+  const bytes = new Uint8Array(Buffer.allocUnsafeSlow(total).buffer, 0, total);
   let pos = 0;
-  body[pos++] = TAG_RESOURCE_LOGS;
-  pos = putVarint(body, pos, resourceLogs);
+  bytes[pos++] = TAG_RESOURCE_LOGS;
+  pos = putVarint(bytes, pos, resourceLogs);
   const resourceStart = pos;
-  body.set(bytes.subarray(0, resourceEnd), pos);
+  bytes.set(header.subarray(0, resourceEnd), pos);
   pos += resourceEnd;
-  body[pos++] = TAG_SCOPE_LOGS;
-  pos = putVarint(body, pos, scopeLogs);
-  const shift = pos - resourceEnd;
-  body.set(bytes.subarray(resourceEnd, offsets[count]!), pos);
-  for (let i = 0; i <= count; i++) offsets[i] = offsets[i]! + shift;
-  return { bytes: body, offsets, resourceEnd: resourceStart + resourceEnd, request: { resourceStart, scopeStart: pos } };
+  bytes[pos++] = TAG_SCOPE_LOGS;
+  pos = putVarint(bytes, pos, scopeLogs);
+  const scopeStart = pos;
+  bytes.set(header.subarray(resourceEnd), pos);
+  bytes.set(records, pos + base - resourceEnd);
+  const shift = scopeStart - resourceEnd;
+  for (let i = 0; i < offsets.length; i++) offsets[i] = offsets[i]! + shift;
+  return { bytes, offsets, resourceEnd: resourceStart + resourceEnd, request: { resourceStart, scopeStart } };
 }
 
 function putVarint(out: Uint8Array, pos: number, value: number): number {

@@ -20,9 +20,10 @@ import { DEFAULT_MAPPING, type OtlpMapping } from './mapping.js';
 import type { EncodeTask, EncodeWorkerInit, EncodeWorkerResult } from './protocol.js';
 
 /**
- * Encoding threads of one sink. One: encoding costs about 1.2-1.5 µs per ~215-byte JSON record
- * (benchmarks/micro-otlp.js `encoder`), so one thread keeps up with ~700k records/s of CPU time,
- * and every extra thread competes with the wasm transform's workers for the same cores.
+ * Encoding threads of one sink. One: with the Rust encoder (crates/otlp_encode), encoding costs
+ * about 0.5-0.7 µs per ~215-byte JSON record (1.3-1.5 µs on the JS path it falls back to), so one
+ * thread keeps up with well over a million records/s of CPU time, and every extra thread competes
+ * with the wasm transform's workers for the same cores.
  */
 export const DEFAULT_ENCODE_THREADS = 1;
 

@@ -14,7 +14,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { BatchMeta } from '../../event.js';
 import { compileModuleSync, instantiate, isMemory, type WasmInstance, type WasmMemory, type WasmModule } from '../../wasm-memory/wasm-api.js';
-import type { EncodeInput, EncodedBatch } from './encode.js';
+// A cycle with encode.ts, which creates this encoder: packEncoded is only called at encode time.
+import { packEncoded, type EncodeInput, type EncodedBatch } from './encode.js';
 import type { OtlpMapping } from './mapping.js';
 import { CAPTURED_FIELDS } from './transcode.js';
 
@@ -137,7 +138,8 @@ export class WasmBatchEncoder {
   /**
    * Encodes `input` as BatchEncoder.encode does. `header` is the batch's resource and scope entries
    * (`resourceEnd` where the first ends), `tail` what ends every record (the record attributes,
-   * then the observed time field). `fallback` encodes the lines the Rust side refused, as a batch
+   * then the observed time field). With `framed`, a batch without refused lines comes out laid out
+   * as a whole request (encode.ts packEncoded), in the same copy. `fallback` encodes the lines the Rust side refused, as a batch
    * of their own with the same meta, by the JS path; it must not call back into this encoder.
    * Undefined when the guest failed (a trap, or its memory exhausted): the instance must not be
    * used again, and the caller encodes the batch itself.
@@ -147,6 +149,7 @@ export class WasmBatchEncoder {
     header: Uint8Array,
     resourceEnd: number,
     tail: Uint8Array,
+    framed: boolean,
     fallback: (refused: EncodeInput) => EncodedBatch,
   ): (EncodedBatch & { objects: number; texts: number }) | undefined {
     const { data, offsets, meta } = input;
@@ -179,12 +182,8 @@ export class WasmBatchEncoder {
     const texts = result[6]!;
 
     if (refusedCount === 0) {
-      // One copy out, into a buffer of its own (so it can be transferred); every byte is written.
-      const total = base + outLength;
-      const bytes = new Uint8Array(Buffer.allocUnsafeSlow(total).buffer, 0, total);
-      bytes.set(header);
-      bytes.set(new Uint8Array(memory, outPtr, outLength), base);
-      return { bytes, offsets: recordOffsets.slice(), resourceEnd, objects, texts };
+      // One copy out, into a buffer of its own (so it can be transferred), framed as a request if asked.
+      return { ...packEncoded(header, resourceEnd, new Uint8Array(memory, outPtr, outLength), recordOffsets.slice(), framed), objects, texts };
     }
 
     // Read everything needed out of the guest before handing control to JS.

@@ -6,21 +6,21 @@
  */
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
 import { BufferReleaser } from '../../buffer-release.js';
-import { BatchEncoder, framedAsRequest } from './encode.js';
+import { BatchEncoder } from './encode.js';
 import { JsonBatchEncoder } from './encode-json.js';
 import type { EncodeTask, EncodeWorkerInit, EncodeWorkerResult } from './protocol.js';
 
 const init = workerData as EncodeWorkerInit;
-const encoder = init.codec === 'json' ? new JsonBatchEncoder(init.serviceName, init.mapping) : new BatchEncoder(init.serviceName, init.mapping);
+const encoder =
+  init.codec === 'json' ? new JsonBatchEncoder(init.serviceName, init.mapping) : new BatchEncoder(init.serviceName, init.mapping, { framed: true });
 const releaser = new BufferReleaser();
 
 export default function encodeBatch(task: EncodeTask): unknown {
   let result: EncodeWorkerResult;
   let transfer: ArrayBufferLike[];
   try {
-    const unframed = encoder.encode(task);
-    const encoded = init.codec === 'json' ? unframed : framedAsRequest(unframed);
-    releaser.released(task.data.byteLength + (encoded.bytes === unframed.bytes ? 0 : unframed.bytes.byteLength));
+    const encoded = encoder.encode(task);
+    releaser.released(task.data.byteLength);
     result = { status: 'encoded', bytes: encoded.bytes, offsets: encoded.offsets, resourceEnd: encoded.resourceEnd };
     // A handful of numbers: copied, not transferred.
     if (encoded.groups !== undefined) result.groups = encoded.groups;
