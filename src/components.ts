@@ -35,6 +35,12 @@ export interface Source {
    * has been acknowledged. Tail mode: resolves only after `stop()`.
    */
   finished(): Promise<void>;
+  /**
+   * Replay mode: resolves once every matched file has been read to its end, before its last
+   * batches are acknowledged (then sinks need not hold partial batches for more). Optional:
+   * without it, `finished()` stands for it.
+   */
+  exhausted?(): Promise<void>;
   /** Stops reading, waits for in-flight batches to be acknowledged, writes checkpoints. */
   stop(): Promise<void>;
 }
@@ -62,6 +68,11 @@ export interface Sink {
   write(batch: LineBatch): Promise<void>;
   /** Flushes what is buffered and releases resources. */
   stop(): Promise<void>;
+  /**
+   * Sources have stopped reading: what is still on its way is the last of it, so batches need not
+   * wait for more records (a batch timeout) before they are sent. Writes are still accepted.
+   */
+  expedite?(): void;
 }
 
 export type ComponentKind = 'source' | 'transform' | 'sink';

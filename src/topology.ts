@@ -85,7 +85,15 @@ export class Topology {
 
   /** Replay mode: resolves when every source has read its files to the end and all of it is acknowledged. */
   async sourcesFinished(): Promise<void> {
-    await Promise.all(this.running.sources.map(({ instance }) => instance.finished()));
+    const sources = this.running.sources;
+    // Once everything was read, sinks send what they hold without waiting for fuller batches: the
+    // acknowledgements `finished()` waits for depend on it.
+    void Promise.all(sources.map(({ instance }) => instance.exhausted?.() ?? instance.finished())).then(() => this.expediteSinks());
+    await Promise.all(sources.map(({ instance }) => instance.finished()));
+  }
+
+  private expediteSinks(): void {
+    for (const { instance } of this.running.sinks) instance.expedite?.();
   }
 
   /**
@@ -93,7 +101,11 @@ export class Topology {
    * the transforms and sinks still running), then stops transforms and flushes sinks.
    */
   async stop(): Promise<void> {
-    await Promise.all(this.running.sources.map(({ instance }) => instance.stop()));
+    const sourcesStopped = Promise.all(this.running.sources.map(({ instance }) => instance.stop()));
+    // Nothing more is read: a sink holding a partial batch for its timeout would only delay the
+    // acknowledgements the sources are waiting for.
+    this.expediteSinks();
+    await sourcesStopped;
     await Promise.all(this.running.transforms.map(({ instance }) => instance.stop()));
     await Promise.all(this.running.sinks.map(({ instance }) => instance.stop()));
   }

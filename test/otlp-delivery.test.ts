@@ -56,6 +56,23 @@ describe('Delivery', () => {
     expect(log).toEqual(['sent 3', 'sent 2']);
   });
 
+  it('expedite() sends a partial request at once, and later writes as they come, without stopping', async () => {
+    const { calls, send } = manualSend();
+    const delivery = new Delivery(send, options({ batchTimeoutMs: 3_600_000 }), recorder().events);
+    const a = delivery.write([1]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(calls).toHaveLength(0); // a partial request waits for more, or for the hour-long timeout
+    delivery.expedite();
+    await pollUntil('the partial request', () => calls.length === 1 || undefined);
+    expect(calls[0]!.records).toEqual([1]);
+    const b = delivery.write([2]);
+    await pollUntil('the next write, alone', () => calls.length === 2 || undefined);
+    expect(calls[1]!.records).toEqual([2]);
+    for (const call of calls) call.answer({ status: 'sent' });
+    await Promise.all([a, b]);
+    await delivery.stop();
+  });
+
   it('does not split a write that fits a request of its own: the request before it goes short', async () => {
     const { calls, send } = manualSend();
     const delivery = new Delivery(send, options(), recorder().events);

@@ -6,9 +6,10 @@
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { ReplayProgress, formatBytes, formatDuration } from '../src/run.js';
 import { runCli, tempDir, tomlString } from './support/cli.js';
+import { startOtlpReceiver } from './support/otlp-receiver.js';
 
 async function setup(extra = '') {
   const dir = await tempDir();
@@ -143,5 +144,36 @@ describe('replay progress display', () => {
   it('formats sizes and durations', () => {
     expect([formatBytes(512), formatBytes(1536), formatBytes(5 * 1024 ** 3)]).toEqual(['512 B', '1.5 KiB', '5.0 GiB']);
     expect([formatDuration(0.2), formatDuration(75), formatDuration(7322)]).toEqual(['1s', '1m15s', '2h02m']);
+  });
+});
+
+describe('logwasm replay to a batching sink', () => {
+  it('does not wait for batch.timeout_secs at the end: once every file is read, the last partial request goes out', async () => {
+    const otlp = await startOtlpReceiver();
+    onTestFinished(() => otlp.close());
+    const dir = await tempDir();
+    const file = join(dir, 'a.log');
+    await writeFile(file, lines('last', 7).join('\n') + '\n');
+    const config = join(dir, 'vector.toml');
+    await writeFile(
+      config,
+      `data_dir = ${tomlString(join(dir, 'data'))}
+
+[sources.logs]
+type = "file"
+include = [${tomlString(file)}]
+
+[sinks.otlp]
+type = "opentelemetry"
+inputs = ["logs"]
+endpoint = ${tomlString(otlp.url)}
+batch.max_events = 1000
+batch.timeout_secs = 3600
+`,
+    );
+    // Without expediting, the 7 records would wait an hour for more: the test would time out.
+    const result = await runCli(['replay', '--config', config]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(otlp.records.map((r) => r.body)).toEqual(lines('last', 7));
   });
 });

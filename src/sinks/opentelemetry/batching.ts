@@ -146,6 +146,8 @@ export class Delivery<S> {
   private readonly idleWaiters: (() => void)[] = [];
   private pendingCount = 0;
   private stopping = false;
+  /** Set by expedite(): buffered records go out as they arrive. */
+  private expedited = false;
   private stopped = false;
   private readonly random: () => number;
   /** Epoch ms before which no retry starts (the collector's Retry-After). */
@@ -239,7 +241,20 @@ export class Delivery<S> {
       this.bufferBytes += bytes;
     }
     while (this.bufferCount >= this.options.maxEvents || this.bytesFull()) this.cut(this.options.maxEvents);
-    if (this.stopping) this.flush();
+    if (this.stopping || this.expedited) this.flush();
+    this.armBatchTimer();
+    this.pump();
+  }
+
+  /**
+   * From now on, sends what is buffered as soon as it arrives instead of waiting for a full
+   * request or the batch timeout (nothing more is coming but what is in flight). Unlike `stop`,
+   * writes are still accepted.
+   */
+  expedite(): void {
+    if (this.expedited) return;
+    this.expedited = true;
+    this.flush();
     this.armBatchTimer();
     this.pump();
   }

@@ -579,6 +579,11 @@ export class OpentelemetrySink implements Sink {
     await delivery.writeLater(count, async () => ({ batch: await pool.encode(batch), from: 0, to: count }));
   }
 
+  /** Sources stopped reading: partial requests go out now, not at `batch.timeout_secs`. */
+  expedite(): void {
+    this.delivery?.expedite();
+  }
+
   /**
    * Sends what is queued and waits until the collector accepted it, however long that takes.
    * With `deadlineMs`, gives up after that many ms: what is left is counted as undelivered.

@@ -333,6 +333,10 @@ export class FileSource implements Source {
   private tickForced = false;
   private ticking = false;
   private replayScanned = false;
+  private resolveExhausted!: () => void;
+  private readonly exhaustedPromise = new Promise<void>((resolve) => {
+    this.resolveExhausted = resolve;
+  });
   private resolveFinished!: () => void;
   private readonly finishedPromise = new Promise<void>((resolve) => {
     this.resolveFinished = resolve;
@@ -386,6 +390,10 @@ export class FileSource implements Source {
     return this.finishedPromise;
   }
 
+  exhausted(): Promise<void> {
+    return this.exhaustedPromise;
+  }
+
   stop(): Promise<void> {
     this.stopRun ??= this.shutdown();
     return this.stopRun;
@@ -409,6 +417,7 @@ export class FileSource implements Source {
     await this.writeCheckpoints();
     for (const tailer of this.tailers.values()) await tailer.close().catch(() => undefined);
     this.tailers.clear();
+    this.resolveExhausted();
     this.resolveFinished();
   }
 
@@ -677,7 +686,9 @@ export class FileSource implements Source {
 
   private checkReplayDone(): void {
     if (this.context.mode !== 'replay' || !this.replayScanned) return;
-    if (this.tailers.size === 0 && this.inFlight.size === 0 && this.pumpRun === null) this.resolveFinished();
+    if (this.tailers.size > 0 || this.pumpRun !== null) return;
+    this.resolveExhausted();
+    if (this.inFlight.size === 0) this.resolveFinished();
   }
 
   /** Expands the globs; opens new files; marks tracked files found nowhere as draining. */
