@@ -23,6 +23,7 @@ const BENCH = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(BENCH, '..');
 const CLI = join(ROOT, 'dist/cli.js');
 /** The node flags of the `logwasm` bin's `#!` line (src/cli.ts): the benchmark runs the CLI as users do. */
+// The node flags of the `logwasm` bin's `#!` line (src/cli.ts), so the benchmark runs logwasm as users do.
 const CLI_NODE_ARGS = ['--max-semi-space-size=1'];
 const NATIVE_DIR = join(BENCH, 'native-json-parser');
 const NATIVE_BIN = join(NATIVE_DIR, 'target/release/native-json-parser');
@@ -300,7 +301,7 @@ async function runIdle(workDir, quick) {
   for (let i = 0; i < IDLE_FILES; i++) writeFileSync(join(inputDir, `app-${String(i).padStart(4, '0')}.log`), `${gen.next()}\n`);
   const seconds = quick ? 5 : IDLE_SECONDS;
   const { spawn } = await import('node:child_process');
-  const child = spawn(process.execPath, [CLI, '--config', join(BENCH, 'cases/idle/vector.toml')], {
+  const child = spawn(process.execPath, [...CLI_NODE_ARGS, CLI, '--config', join(BENCH, 'cases/idle/vector.toml')], {
     cwd: ROOT,
     env: { ...process.env, BENCH_INPUT_DIR: inputDir, BENCH_DATA_DIR: dataDir },
     stdio: ['ignore', 'ignore', 'pipe'],

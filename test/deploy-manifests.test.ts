@@ -208,6 +208,19 @@ interface Stage {
   copies: Array<{ from: string | undefined; to: string; sources: string[] }>;
   user: string | undefined;
   entrypoint: string[] | undefined;
+  env: Map<string, string>;
+}
+
+/**
+ * How the `logwasm` bin starts node, from its `#!` line (src/cli.ts): the environment it sets and
+ * node's flags. Every other way the deployment files start logwasm must do the same.
+ */
+function binLaunch(): { env: Map<string, string>; nodeFlags: string[] } {
+  const shebang = readFileSync(path.join(REPO_ROOT, 'src', 'cli.ts'), 'utf8').split('\n')[0]!;
+  const words = /^#!\/usr\/bin\/env -S (.*)$/.exec(shebang)![1]!.split(/\s+/);
+  const node = words.indexOf('node');
+  const env = new Map(words.slice(0, node).map((w) => w.split('=') as [string, string]));
+  return { env, nodeFlags: words.slice(node + 1) };
 }
 
 /** The Dockerfile's stages, instruction by instruction (line continuations joined, comments dropped). */
@@ -228,7 +241,7 @@ function dockerfileStages(): Stage[] {
       }
       case 'FROM': {
         const [image, as, name] = value.replace(/\$\{(\w+)\}/g, (_, k: string) => args.get(k) ?? '').split(/\s+/);
-        stages.push({ from: image!, name: as?.toUpperCase() === 'AS' ? name : undefined, workdir: '/', runs: [], copies: [], user: undefined, entrypoint: undefined });
+        stages.push({ from: image!, name: as?.toUpperCase() === 'AS' ? name : undefined, workdir: '/', runs: [], copies: [], user: undefined, entrypoint: undefined, env: new Map() });
         break;
       }
       case 'WORKDIR':
@@ -247,6 +260,13 @@ function dockerfileStages(): Stage[] {
       case 'USER':
         stage!.user = value;
         break;
+      case 'ENV': {
+        for (const assignment of value.split(/\s+/)) {
+          const eq = assignment.indexOf('=');
+          stage!.env.set(assignment.slice(0, eq), assignment.slice(eq + 1));
+        }
+        break;
+      }
       case 'ENTRYPOINT':
         stage!.entrypoint = JSON.parse(value) as string[];
         break;
@@ -288,7 +308,13 @@ describe('deploy/Dockerfile', () => {
   it('runs as a non-root user and starts the CLI', () => {
     expect(final.user).toBeDefined();
     expect(['root', '0']).not.toContain(final.user);
-    expect(final.entrypoint).toEqual(['node', path.posix.join(final.workdir, 'dist/cli.js')]);
+    expect(final.entrypoint).toEqual(['node', ...binLaunch().nodeFlags, path.posix.join(final.workdir, 'dist/cli.js')]);
+  });
+
+  it('starts node as the logwasm bin does: its environment and its node flags', () => {
+    const { env, nodeFlags } = binLaunch();
+    expect(nodeFlags).toContain('--max-semi-space-size=1');
+    for (const [name, value] of env) expect(final.env.get(name), name).toBe(value);
   });
 });
 
@@ -319,6 +345,14 @@ describe('deploy/systemd/logwasm.service', () => {
   const get = (key: string): string | undefined => service.get(key)?.at(-1);
   const execStart = get('ExecStart')!.split(/\s+/);
   const flag = (name: string) => execStart[execStart.indexOf(name) + 1];
+
+  it('starts node as the logwasm bin does: its environment and its node flags', () => {
+    const { env, nodeFlags } = binLaunch();
+    const cli = execStart.findIndex((word) => word.endsWith('/dist/cli.js'));
+    expect(execStart.slice(1, cli)).toEqual(nodeFlags);
+    const environment = new Map((service.get('Environment') ?? []).map((e) => e.split('=') as [string, string]));
+    for (const [name, value] of env) expect(environment.get(name), name).toBe(value);
+  });
 
   it('has Unit, Service and Install sections', () => {
     expect([...unit.keys()]).toEqual(['Unit', 'Service', 'Install']);
