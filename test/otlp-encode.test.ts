@@ -2,15 +2,15 @@ import { fileURLToPath } from 'node:url';
 import { JsonLogsSerializer, ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
 import protobuf from 'protobufjs';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { batchFromLines, type BatchMeta, type LineBatch } from '../src/event.js';
+import { batchFromLines, type LineBatch } from '../src/event.js';
 import { JsonBatchEncoder, jsonRequestBody } from '../src/sinks/opentelemetry/encode-json.js';
 import { BatchEncoder, requestBody, varintSize, type EncodedSlice } from '../src/sinks/opentelemetry/encode.js';
 import { RecordMapper } from '../src/sinks/opentelemetry/mapping.js';
 import { MAX_DEPTH } from '../src/sinks/opentelemetry/transcode.js';
+import { batchHelpers } from './support/otlp-batches.js';
 
 const root = protobuf.loadSync(fileURLToPath(new URL('./support/otlp-logs.proto', import.meta.url)));
 const ExportLogsServiceRequest = root.lookupType('opentelemetry.proto.ExportLogsServiceRequest');
-const encoder = new TextEncoder();
 
 /** Decoded to plain objects with every default present, so explicit zeros and omitted fields compare equal. */
 function decode(body: Uint8Array): Record<string, unknown> {
@@ -22,24 +22,7 @@ function decode(body: Uint8Array): Record<string, unknown> {
   });
 }
 
-function meta(overrides: Partial<BatchMeta> = {}): BatchMeta {
-  return {
-    sourceId: 'app',
-    sourceType: 'file',
-    file: '/var/log/äpp/service.log',
-    host: 'node-1',
-    timestampMs: Date.UTC(2024, 0, 2, 3, 4, 5, 678),
-    format: 'json',
-    ...overrides,
-  };
-}
-
-function batch(lines: (string | Uint8Array)[], overrides: Partial<BatchMeta> = {}): LineBatch {
-  return batchFromLines(
-    lines.map((line) => (typeof line === 'string' ? encoder.encode(line) : line)),
-    meta(overrides),
-  );
-}
+const { meta, batch } = batchHelpers({ file: '/var/log/äpp/service.log' });
 
 /** What the OpenTelemetry exporter's own serializer makes of the same batch: the reference. */
 function reference(input: LineBatch, serviceName = 'logwasm'): Record<string, unknown> {

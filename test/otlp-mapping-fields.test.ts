@@ -11,29 +11,23 @@ import protobuf from 'protobufjs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigReader, type ConfigTable } from '../src/config/reader.js';
 import type { ConfigProblem } from '../src/errors.js';
-import { batchFromLines, type BatchMeta, type LineBatch } from '../src/event.js';
+import type { LineBatch } from '../src/event.js';
 import { JsonBatchEncoder, jsonEntrySize, jsonRequestBody } from '../src/sinks/opentelemetry/encode-json.js';
 import { BatchEncoder, entrySize, requestBody, type EncodedSlice } from '../src/sinks/opentelemetry/encode.js';
 import { opentelemetrySink, type OpentelemetrySinkConfig, type OpentelemetrySink } from '../src/sinks/opentelemetry/index.js';
 import { DEFAULT_MAPPING, RecordMapper, type OtlpMapping } from '../src/sinks/opentelemetry/mapping.js';
 import { Telemetry } from '../src/telemetry.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedLogRecord } from './support/otlp-receiver.js';
+import { batchHelpers } from './support/otlp-batches.js';
 
 const root = protobuf.loadSync(fileURLToPath(new URL('./support/otlp-logs.proto', import.meta.url)));
 const ExportLogsServiceRequest = root.lookupType('opentelemetry.proto.ExportLogsServiceRequest');
-const encoder = new TextEncoder();
 
 const TRACE_ID = '5B8EFFF798038103D269B633813FC60C';
 const SPAN_ID = 'eee19b7ec3c1b174';
 const READ_AT_MS = Date.UTC(2024, 0, 2, 3, 4, 5, 678);
 
-function meta(overrides: Partial<BatchMeta> = {}): BatchMeta {
-  return { sourceId: 'app', sourceType: 'file', file: '/var/log/app/service.log', host: 'node-1', timestampMs: READ_AT_MS, format: 'json', ...overrides };
-}
-
-function batch(lines: (string | Uint8Array)[], overrides: Partial<BatchMeta> = {}): LineBatch {
-  return batchFromLines(lines.map((line) => (typeof line === 'string' ? encoder.encode(line) : line)), meta(overrides));
-}
+const { batch } = batchHelpers({ timestampMs: READ_AT_MS });
 
 function mapping(overrides: Partial<OtlpMapping>): OtlpMapping {
   return { ...DEFAULT_MAPPING, ...overrides };

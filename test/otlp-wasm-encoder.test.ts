@@ -7,33 +7,17 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createLineGenerator } from '../benchmarks/generate.js';
-import { batchFromLines, type BatchMeta, type LineBatch } from '../src/event.js';
+import type { LineBatch } from '../src/event.js';
 import { BatchEncoder, type EncodedBatch } from '../src/sinks/opentelemetry/encode.js';
 import { DEFAULT_MAPPING, type OtlpMapping } from '../src/sinks/opentelemetry/mapping.js';
 import { MAX_DEPTH } from '../src/sinks/opentelemetry/transcode.js';
 import { WASM_ENCODER_EXPORTS, wasmEncoderFile } from '../src/sinks/opentelemetry/wasm-encoder.js';
 import { compileModuleSync, instantiate, isMemory, moduleImports } from '../src/wasm-memory/wasm-api.js';
+import { batchHelpers } from './support/otlp-batches.js';
 
 const utf8 = new TextEncoder();
 
-function meta(overrides: Partial<BatchMeta> = {}): BatchMeta {
-  return {
-    sourceId: 'app',
-    sourceType: 'file',
-    file: '/var/log/äpp/service.log',
-    host: 'node-1',
-    timestampMs: Date.UTC(2024, 0, 2, 3, 4, 5, 678),
-    format: 'json',
-    ...overrides,
-  };
-}
-
-function batch(lines: (string | Uint8Array)[], overrides: Partial<BatchMeta> = {}): LineBatch {
-  return batchFromLines(
-    lines.map((line) => (typeof line === 'string' ? utf8.encode(line) : line)),
-    meta(overrides),
-  );
-}
+const { meta, batch } = batchHelpers({ file: '/var/log/äpp/service.log' });
 
 /** The two paths, each with its own encoder, kept across batches as a worker keeps one. */
 function pair(mapping: OtlpMapping = DEFAULT_MAPPING): { rust: BatchEncoder; js: BatchEncoder } {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ReplayProgress, formatBytes, formatDuration } from '../src/run.js';
-import { runCli, tempDir, tomlString } from './support/cli.js';
+import { runCli, tempDir, tomlString, writeLogsConfig } from './support/cli.js';
 import { startOtlpReceiver } from './support/otlp-receiver.js';
 
 async function setup(extra = '') {
@@ -151,19 +151,8 @@ describe('logwasm replay to a batching sink', () => {
   it('does not wait for batch.timeout_secs at the end: once every file is read, the last partial request goes out', async () => {
     const otlp = await startOtlpReceiver();
     onTestFinished(() => otlp.close());
-    const dir = await tempDir();
-    const file = join(dir, 'a.log');
-    await writeFile(file, lines('last', 7).join('\n') + '\n');
-    const config = join(dir, 'vector.toml');
-    await writeFile(
-      config,
-      `data_dir = ${tomlString(join(dir, 'data'))}
-
-[sources.logs]
-type = "file"
-include = [${tomlString(file)}]
-
-[sinks.otlp]
+    const { logs, config } = await writeLogsConfig(
+      () => `[sinks.otlp]
 type = "opentelemetry"
 inputs = ["logs"]
 endpoint = ${tomlString(otlp.url)}
@@ -171,6 +160,7 @@ batch.max_events = 1000
 batch.timeout_secs = 3600
 `,
     );
+    await writeFile(join(logs, 'a.log'), lines('last', 7).join('\n') + '\n');
     // Without expediting, the 7 records would wait an hour for more: the test would time out.
     const result = await runCli(['replay', '--config', config]);
     expect(result.code, result.stderr).toBe(0);

@@ -1,7 +1,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigReader, type ConfigTable } from '../src/config/reader.js';
 import type { ConfigProblem } from '../src/errors.js';
-import { batchFromLines, type BatchMeta, type LineBatch } from '../src/event.js';
+import type { LineBatch } from '../src/event.js';
 import {
   DISCARDED_EVENTS,
   ERRORS,
@@ -20,29 +20,13 @@ import {
 import { Telemetry, type LogRecord } from '../src/telemetry.js';
 import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 import { pollUntil, settledFlag } from './support/poll.js';
+import { batchHelpers } from './support/otlp-batches.js';
 
 const encoder = new TextEncoder();
 const READ_AT_MS = Date.UTC(2024, 0, 2, 3, 4, 5, 678);
 const READ_AT_NS = BigInt(READ_AT_MS) * 1_000_000n;
 
-function meta(overrides: Partial<BatchMeta> = {}): BatchMeta {
-  return {
-    sourceId: 'app',
-    sourceType: 'file',
-    file: '/var/log/app/service.log',
-    host: 'node-1',
-    timestampMs: READ_AT_MS,
-    format: 'json',
-    ...overrides,
-  };
-}
-
-function batch(lines: (string | Uint8Array)[], overrides: Partial<BatchMeta> = {}): LineBatch {
-  return batchFromLines(
-    lines.map((line) => (typeof line === 'string' ? encoder.encode(line) : line)),
-    meta(overrides),
-  );
-}
+const { meta, batch } = batchHelpers({ timestampMs: READ_AT_MS });
 
 function parse(table: ConfigTable): { config: OpentelemetrySinkConfig; problems: string[] } {
   const problems: ConfigProblem[] = [];
