@@ -4,7 +4,8 @@
  */
 import { basename } from 'node:path';
 import type { AnyValueMap, LogAttributes } from '@opentelemetry/api-logs';
-import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import { createRequire } from 'node:module';
+import type { Resource } from '@opentelemetry/resources';
 import type { ReadableLogRecord } from '@opentelemetry/sdk-logs';
 import { isTable, show, type ConfigReader } from '../../config/reader.js';
 import { parseJsonObject, type BatchMeta, type LineBatch } from '../../event.js';
@@ -136,6 +137,19 @@ export function recordAttributes(meta: BatchMeta): Record<string, string> {
   return attributes;
 }
 
+type ResourcesPackage = typeof import('@opentelemetry/resources');
+let resourcesPackage: ResourcesPackage | undefined;
+
+/**
+ * @opentelemetry/resources, loaded on first use: only the OTLP JSON path builds Resource objects,
+ * and the package (with its semantic conventions) costs every thread that imports this module
+ * about 70 ms of start-up and a few MiB.
+ */
+function resources(): ResourcesPackage {
+  resourcesPackage ??= createRequire(import.meta.url)('@opentelemetry/resources') as ResourcesPackage;
+  return resourcesPackage;
+}
+
 export class RecordMapper {
   /** The exporter groups records by resource object identity: one object per distinct resource. */
   private readonly resources = new Map<string, Resource>();
@@ -153,7 +167,7 @@ export class RecordMapper {
     const key = JSON.stringify(attributes);
     let resource = this.resources.get(key);
     if (resource === undefined) {
-      resource = resourceFromAttributes(attributes);
+      resource = resources().resourceFromAttributes(attributes);
       this.resources.set(key, resource);
     }
     return resource;

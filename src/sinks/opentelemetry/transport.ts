@@ -8,18 +8,23 @@ import type { ChannelCredentials, VerifyOptions } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import type { AgentOptions } from 'node:https';
 import { createRequire } from 'node:module';
-import {
-  convertLegacyOtlpGrpcOptions,
-  createEmptyMetadata,
-  createInsecureCredentials,
-  createOtlpGrpcExportDelegate,
-  createSslCredentials,
-} from '@opentelemetry/otlp-grpc-exporter-base';
 import { ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
 import type { ConfigReader } from '../../config/reader.js';
 import { TlsFileError } from '../../errors.js';
 import type { SendOutcome } from './batching.js';
 import { grpcRetryDelayMs, partialSuccessOf } from './buffer-feedback.js';
+
+type GrpcExporterBase = typeof import('@opentelemetry/otlp-grpc-exporter-base');
+let grpcBase: GrpcExporterBase | undefined;
+
+/**
+ * The OpenTelemetry gRPC export delegate's package, loaded on first use: it loads @grpc/grpc-js,
+ * about 100 ms of start-up (and memory) that a process without a gRPC sink does not need.
+ */
+function grpcExporterBase(): GrpcExporterBase {
+  grpcBase ??= createRequire(import.meta.url)('@opentelemetry/otlp-grpc-exporter-base') as GrpcExporterBase;
+  return grpcBase;
+}
 
 export const OTLP_PROTOCOLS = ['http', 'grpc'] as const;
 export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];
@@ -222,7 +227,7 @@ function delegateGrpc(): typeof import('@grpc/grpc-js') {
  * `rejectUnauthorized: false` (VerifyOptions): any server certificate is accepted, as over HTTP.
  */
 function grpcSslCredentials(tls: TlsMaterial): ChannelCredentials {
-  if (tls.verifyCertificate) return createSslCredentials(tls.ca, tls.key, tls.cert);
+  if (tls.verifyCertificate) return grpcExporterBase().createSslCredentials(tls.ca, tls.key, tls.cert);
   const verify: VerifyOptions = { rejectUnauthorized: false };
   return delegateGrpc().credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null, verify);
 }
@@ -240,12 +245,13 @@ export function createGrpcExporter<Q>(
   countItems: (request: Q) => number,
   feedback?: GrpcFeedback,
 ): GrpcExporter<Q> {
-  const metadata = createEmptyMetadata();
+  const grpc = grpcExporterBase();
+  const metadata = grpc.createEmptyMetadata();
   for (const [key, value] of Object.entries(options.headers)) metadata.set(key.toLowerCase(), value);
   const url = new URL(options.endpoint);
   const secure = url.protocol === 'https:';
-  const credentials = secure ? grpcSslCredentials(options.tls) : createInsecureCredentials();
-  const grpcOptions = convertLegacyOtlpGrpcOptions(
+  const credentials = secure ? grpcSslCredentials(options.tls) : grpc.createInsecureCredentials();
+  const grpcOptions = grpc.convertLegacyOtlpGrpcOptions(
     {
       url: `${url.protocol}//${url.host}`,
       metadata,
@@ -256,7 +262,7 @@ export function createGrpcExporter<Q>(
     },
     'LOGS',
   );
-  const delegate = createOtlpGrpcExportDelegate(
+  const delegate = grpc.createOtlpGrpcExportDelegate(
     grpcOptions,
     {
       serializeRequest: (request: Q) => serialize(request),
