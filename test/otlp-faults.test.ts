@@ -13,7 +13,8 @@ import {
   PARTIAL_SUCCESS_REJECTED_EVENTS,
   RETRY_AFTER_RESPONSES,
 } from '../src/sinks/opentelemetry/buffer.js';
-import { MAX_RETRY_AFTER_MS, parseRetryAfter, partialSuccessOf } from '../src/sinks/opentelemetry/buffer-feedback.js';
+import { MAX_RETRY_AFTER_MS, decodeLogsResponse, parseRetryAfter, partialSuccessOf } from '../src/sinks/opentelemetry/buffer-feedback.js';
+import { JsonLogsSerializer, ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
 import { DISCARDED_EVENTS, REJECTED_EVENTS, SENT_EVENTS } from '../src/sinks/opentelemetry/events.js';
 import {
   opentelemetrySink,
@@ -226,6 +227,25 @@ describe('faults at the receiver', () => {
     expect(partialSuccessOf({ partialSuccess: { rejectedLogRecords: '7' } })).toEqual({ rejected: 7, message: '' });
     expect(partialSuccessOf({ partialSuccess: { errorMessage: 'slow down' } })).toEqual({ rejected: 0, message: 'slow down' });
   });
+
+  it('decodeLogsResponse reads what the OpenTelemetry serializers read, protobuf and JSON', () => {
+    const responses = [
+      {},
+      { partialSuccess: {} },
+      { partialSuccess: { rejectedLogRecords: 7 } },
+      { partialSuccess: { errorMessage: 'slow down — ralentis' } },
+      { partialSuccess: { rejectedLogRecords: 2 ** 40, errorMessage: 'quota' } },
+    ];
+    for (const response of responses) {
+      const bytes = encodeResponse(response);
+      const fromOtel = partialSuccessOf(ProtobufLogsSerializer.deserializeResponse(bytes));
+      expect(partialSuccessOf(decodeLogsResponse(bytes, false)), JSON.stringify(response)).toEqual(fromOtel);
+      const json = new TextEncoder().encode(JSON.stringify(response));
+      expect(partialSuccessOf(decodeLogsResponse(json, true))).toEqual(partialSuccessOf(JsonLogsSerializer.deserializeResponse(json)));
+    }
+    expect(decodeLogsResponse(new Uint8Array(0), false)).toEqual({});
+    expect(() => decodeLogsResponse(Uint8Array.of(0x0a, 0x05, 0x08), false)).toThrow();
+  });
 });
 
 describe('buffer', () => {
@@ -266,3 +286,25 @@ describe('buffer', () => {
     expect(otlp.records).toHaveLength(20);
   });
 });
+
+/** An ExportLogsServiceResponse in protobuf, written by hand (the serializers only read responses). */
+function encodeResponse(response: { partialSuccess?: { rejectedLogRecords?: number; errorMessage?: string } }): Uint8Array {
+  const varint = (value: number): number[] => {
+    const out: number[] = [];
+    while (value >= 0x80) {
+      out.push((value % 128) | 0x80);
+      value = Math.floor(value / 128);
+    }
+    out.push(value);
+    return out;
+  };
+  const partial = response.partialSuccess;
+  if (partial === undefined) return new Uint8Array(0);
+  const inner: number[] = [];
+  if (partial.rejectedLogRecords !== undefined) inner.push(0x08, ...varint(partial.rejectedLogRecords));
+  if (partial.errorMessage !== undefined) {
+    const text = [...new TextEncoder().encode(partial.errorMessage)];
+    inner.push(0x12, ...varint(text.length), ...text);
+  }
+  return Uint8Array.from([0x0a, ...varint(inner.length), ...inner]);
+}

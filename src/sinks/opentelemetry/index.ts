@@ -11,7 +11,6 @@
  */
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
 import type { OTLPExporterNodeConfigBase } from '@opentelemetry/otlp-exporter-base';
-import { JsonLogsSerializer, ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
 import { join } from 'node:path';
 import type { ComponentContext, Sink, SinkType } from '../../components.js';
 import type { ConfigReader } from '../../config/reader.js';
@@ -39,7 +38,7 @@ import {
   parseBufferConfig,
   type BufferConfig,
 } from './buffer.js';
-import { observeRetryAfter, partialSuccessOf, type AgentFactory } from './buffer-feedback.js';
+import { decodeLogsResponse, observeRetryAfter, partialSuccessOf, type AgentFactory } from './buffer-feedback.js';
 import { DiskBuffer, runDiskSender } from './disk-buffer.js';
 import {
   DEFAULT_HEALTHCHECK_ENABLED,
@@ -361,11 +360,11 @@ function createEncodedExporter(config: OpentelemetrySinkConfig, feedback?: Respo
   const serializer = json
     ? {
         serializeRequest: (request: EncodedRequest): Uint8Array => jsonRequestBody(request.slices),
-        deserializeResponse: (data: Uint8Array) => observed(JsonLogsSerializer.deserializeResponse(data)),
+        deserializeResponse: (data: Uint8Array) => observed(decodeLogsResponse(data, true)),
       }
     : {
         serializeRequest: (request: EncodedRequest): Uint8Array => requestBody(request.slices),
-        deserializeResponse: (data: Uint8Array) => observed(ProtobufLogsSerializer.deserializeResponse(data)),
+        deserializeResponse: (data: Uint8Array) => observed(decodeLogsResponse(data, false)),
       };
   return createOtlpHttpExportDelegate(
     options,

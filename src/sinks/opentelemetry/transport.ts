@@ -8,11 +8,10 @@ import type { ChannelCredentials, VerifyOptions } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import type { AgentOptions } from 'node:https';
 import { createRequire } from 'node:module';
-import { ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
 import type { ConfigReader } from '../../config/reader.js';
 import { TlsFileError } from '../../errors.js';
 import type { SendOutcome } from './batching.js';
-import { grpcRetryDelayMs, partialSuccessOf } from './buffer-feedback.js';
+import { decodeLogsResponse, grpcRetryDelayMs, partialSuccessOf } from './buffer-feedback.js';
 
 type GrpcExporterBase = typeof import('@opentelemetry/otlp-grpc-exporter-base');
 let grpcBase: GrpcExporterBase | undefined;
@@ -267,7 +266,7 @@ export function createGrpcExporter<Q>(
     {
       serializeRequest: (request: Q) => serialize(request),
       deserializeResponse: (data: Uint8Array) => {
-        const response = ProtobufLogsSerializer.deserializeResponse(data);
+        const response = decodeLogsResponse(data, false);
         const partial = partialSuccessOf(response);
         if (partial !== undefined) feedback?.partialSuccess(partial.rejected, partial.message);
         return response;
