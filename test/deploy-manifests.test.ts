@@ -12,6 +12,7 @@ import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../src/config/load.js';
 import { defaultRegistry } from '../src/registry.js';
 import { DEFAULT_POD_LOG_DIRECTORY } from '../src/sources/kubernetes_logs/index.js';
+import { wasmEncoderFile } from '../src/sinks/opentelemetry/wasm-encoder.js';
 import { REPO_ROOT, runCli, tempDir } from './support/cli.js';
 import { parseK8sConfig } from './support/k8s-harness.js';
 
@@ -315,6 +316,13 @@ describe('deploy/Dockerfile', () => {
     const { env, nodeFlags } = binLaunch();
     expect(nodeFlags).toContain('--max-semi-space-size=1');
     for (const [name, value] of env) expect(final.env.get(name), name).toBe(value);
+  });
+
+  it("ships the OTLP encoder's wasm where the compiled code looks for it", () => {
+    const relative = path.relative(REPO_ROOT, wasmEncoderFile()).split(path.sep).join('/');
+    const copy = final.copies.find((c) => c.from === undefined && c.sources.includes(relative));
+    expect(copy, relative).toBeDefined();
+    expect(path.posix.resolve(final.workdir, copy!.to)).toBe(path.posix.join(final.workdir, relative));
   });
 });
 
