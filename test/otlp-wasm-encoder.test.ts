@@ -4,6 +4,7 @@
  * counted and encoded by JS.
  */
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createLineGenerator } from '../benchmarks/generate.js';
@@ -11,8 +12,9 @@ import type { LineBatch } from '../src/event.js';
 import { BatchEncoder, type EncodedBatch } from '../src/sinks/opentelemetry/encode.js';
 import { DEFAULT_MAPPING, type OtlpMapping } from '../src/sinks/opentelemetry/mapping.js';
 import { MAX_DEPTH } from '../src/sinks/opentelemetry/transcode.js';
-import { WASM_ENCODER_EXPORTS, wasmEncoderFile } from '../src/sinks/opentelemetry/wasm-encoder.js';
+import { WASM_ENCODER_EXPORTS, wasmEncoderFile, wasmEncoderProblem } from '../src/sinks/opentelemetry/wasm-encoder.js';
 import { compileModuleSync, instantiate, isMemory, moduleImports } from '../src/wasm-memory/wasm-api.js';
+import { tempDir } from './support/cli.js';
 import { batchHelpers } from './support/otlp-batches.js';
 
 const utf8 = new TextEncoder();
@@ -297,3 +299,14 @@ const lineArbitrary: fc.Arbitrary<string | Uint8Array> = fc.oneof(
   { arbitrary: fc.uint8Array({ maxLength: 30 }), weight: 1 }, // mostly invalid UTF-8
   { arbitrary: objectLine.map((line) => Buffer.concat([Buffer.from(line.slice(0, -1)), Buffer.from([0xff]), Buffer.from('}')])), weight: 1 },
 );
+
+describe('wasmEncoderProblem (what the sink warns about at start)', () => {
+  it('none for the committed module; the reason, with the path, for a missing or broken one', async () => {
+    expect(wasmEncoderProblem()).toBeUndefined();
+    const missing = '/nonexistent/otlp_encode.wasm';
+    expect(wasmEncoderProblem(missing)).toContain(missing);
+    const broken = `${await tempDir()}/otlp_encode.wasm`;
+    await writeFile(broken, 'not wasm');
+    expect(wasmEncoderProblem(broken)).toBeTypeOf('string');
+  });
+});

@@ -68,6 +68,15 @@ export function otlpRecordsUndelivered(telemetry: Telemetry, component: string, 
   );
 }
 
+export function otlpEncoderWithoutWasm(telemetry: Telemetry, component: string, problem: string): void {
+  telemetry.log(
+    'warn',
+    'otlp_encoder_js_path',
+    `The OTLP encoder's Rust fast path cannot be used (${problem}): records are encoded by the JavaScript path, at about twice the CPU.`,
+    component,
+  );
+}
+
 export function otlpSinkDisabled(telemetry: Telemetry, component: string): void {
   telemetry.log(
     'info',

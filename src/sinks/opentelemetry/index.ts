@@ -21,6 +21,7 @@ import { jsonEntrySize, jsonRequestBody } from './encode-json.js';
 import { entrySize, requestBody, sliceCount, type EncodedSlice } from './encode.js';
 import {
   otlpEncodedOnMainThread,
+  otlpEncoderWithoutWasm,
   otlpEventsReceived,
   otlpEventsSent,
   otlpRecordsRejected,
@@ -30,6 +31,7 @@ import {
 } from './events.js';
 import { parseMappingConfig, type OtlpMapping } from './mapping.js';
 import { EncodePool } from './pool.js';
+import { wasmEncoderProblem, wasmEncoderSupports } from './wasm-encoder.js';
 import {
   otlpBufferDropped,
   otlpDiskBufferCorrupt,
@@ -537,6 +539,10 @@ export class OpentelemetrySink implements Sink {
   async start(): Promise<void> {
     if (this.pool === undefined) otlpSinkDisabled(this.telemetry, this.id);
     else await this.pool.start();
+    if (this.pool !== undefined && this.config.codec === 'protobuf' && wasmEncoderSupports(this.config.mapping)) {
+      const problem = wasmEncoderProblem();
+      if (problem !== undefined) otlpEncoderWithoutWasm(this.telemetry, this.id, problem);
+    }
     if (this.config.buffer.type === 'disk' && this.delivery !== undefined) {
       const { telemetry, id } = this;
       const buffer = await DiskBuffer.open({

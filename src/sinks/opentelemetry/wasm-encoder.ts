@@ -63,6 +63,24 @@ function compiledModule(): WasmModule | undefined {
 }
 
 /**
+ * Why the Rust encoder cannot be used in this process (the module at `file` is missing or does
+ * not compile), or undefined when it can. The sink logs it at start: the JS path then encodes
+ * everything, at about twice the CPU.
+ */
+export function wasmEncoderProblem(file = wasmEncoderFile()): string | undefined {
+  if (file === wasmEncoderFile()) {
+    if (compiledModule() !== undefined) return undefined;
+    return (compiled as Error).message;
+  }
+  try {
+    compileModuleSync(readFileSync(file));
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
+/**
  * Whether the Rust encoder writes what the JS path writes under `mapping`: the default shape, and
  * trace fields that neither repeat each other nor the timestamp and level fields (the transcoder
  * then feeds one field to two rules, which the Rust side does not).
