@@ -6,16 +6,15 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { ConfigReader, type ConfigTable } from '../src/config/reader.js';
-import type { ConfigProblem } from '../src/errors.js';
 import { batchFromLines, type LineBatch } from '../src/event.js';
 import { DISK_BUFFER_CORRUPT_SEGMENTS, MIN_DISK_BUFFER_MAX_SIZE } from '../src/sinks/opentelemetry/buffer.js';
 import { DiskBuffer, type DiskFrame } from '../src/sinks/opentelemetry/disk-buffer.js';
 import { DISCARDED_EVENTS, SENT_EVENTS } from '../src/sinks/opentelemetry/events.js';
-import { opentelemetrySink, type OpentelemetrySink, type OpentelemetrySinkConfig } from '../src/sinks/opentelemetry/index.js';
+import { opentelemetrySink, type OpentelemetrySink } from '../src/sinks/opentelemetry/index.js';
 import { Telemetry, type LogRecord } from '../src/telemetry.js';
 import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 import { pollUntil } from './support/poll.js';
+import { parseSinkTable as parse } from './support/otlp-sink.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -138,14 +137,6 @@ describe('DiskBuffer', () => {
     expect(lineIds(second!.batch)[0]).toBe(100);
   });
 });
-
-function parse(table: ConfigTable): { config: OpentelemetrySinkConfig; problems: string[] } {
-  const problems: ConfigProblem[] = [];
-  const reader = new ConfigReader('sinks.otlp', table, problems);
-  const config = opentelemetrySink.parse(reader);
-  reader.finish();
-  return { config, problems: problems.map((p) => p.message) };
-}
 
 describe('opentelemetry sink with buffer.type = "disk"', () => {
   it('config: max_size required, at least 1 MiB; when_full only block', () => {

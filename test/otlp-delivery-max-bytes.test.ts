@@ -5,8 +5,7 @@
  * for both encodings.
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { ConfigReader, type ConfigTable } from '../src/config/reader.js';
-import type { ConfigProblem } from '../src/errors.js';
+import type { ConfigTable } from '../src/config/reader.js';
 import { batchFromLines, type LineBatch } from '../src/event.js';
 import { Delivery, type SegmentOps, type SendOutcome } from '../src/sinks/opentelemetry/batching.js';
 import { DISCARDED_EVENTS, SENT_EVENTS } from '../src/sinks/opentelemetry/events.js';
@@ -14,20 +13,12 @@ import {
   DEFAULT_BATCH_MAX_BYTES,
   opentelemetrySink,
   type OpentelemetrySink,
-  type OpentelemetrySinkConfig,
 } from '../src/sinks/opentelemetry/index.js';
 import { Telemetry } from '../src/telemetry.js';
-import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
+import type { OtlpReceiver } from './support/otlp-receiver.js';
+import { parseSinkTable as parse, testReceiver as receiver } from './support/otlp-sink.js';
 
 const encoder = new TextEncoder();
-
-function parse(table: ConfigTable): { config: OpentelemetrySinkConfig; problems: string[] } {
-  const problems: ConfigProblem[] = [];
-  const reader = new ConfigReader('sinks.otlp', table, problems);
-  const config = opentelemetrySink.parse(reader);
-  reader.finish();
-  return { config, problems: problems.map((p) => p.message) };
-}
 
 /** Records `{"id": i, "pad": "xx..."}` with a pad length that varies from record to record. */
 function ids(from: number, count: number, padOf: (id: number) => number): LineBatch {
@@ -41,12 +32,6 @@ function ids(from: number, count: number, padOf: (id: number) => number): LineBa
     timestampMs: Date.now(),
     format: 'json',
   });
-}
-
-async function receiver(): Promise<OtlpReceiver> {
-  const r = await startOtlpReceiver();
-  onTestFinished(() => r.close());
-  return r;
 }
 
 function sink(table: ConfigTable): { sink: OpentelemetrySink; telemetry: Telemetry } {

@@ -4,8 +4,7 @@
  * buffer. Every test counts records by id at the receiver.
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { ConfigReader, type ConfigTable } from '../src/config/reader.js';
-import type { ConfigProblem } from '../src/errors.js';
+import type { ConfigTable } from '../src/config/reader.js';
 import { batchFromLines, type LineBatch } from '../src/event.js';
 import {
   BUFFER_DISCARDED_EVENTS,
@@ -19,11 +18,11 @@ import { DISCARDED_EVENTS, REJECTED_EVENTS, SENT_EVENTS } from '../src/sinks/ope
 import {
   opentelemetrySink,
   type OpentelemetrySink,
-  type OpentelemetrySinkConfig,
 } from '../src/sinks/opentelemetry/index.js';
 import { Telemetry, type LogRecord } from '../src/telemetry.js';
-import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
+import type { OtlpReceiver } from './support/otlp-receiver.js';
 import { pollUntil, settledFlag } from './support/poll.js';
+import { parseSinkTable as parse, testReceiver as receiver } from './support/otlp-sink.js';
 
 const encoder = new TextEncoder();
 
@@ -39,20 +38,6 @@ function ids(from: number, count: number): LineBatch {
     timestampMs: Date.now(),
     format: 'json',
   });
-}
-
-function parse(table: ConfigTable): { config: OpentelemetrySinkConfig; problems: string[] } {
-  const problems: ConfigProblem[] = [];
-  const reader = new ConfigReader('sinks.otlp', table, problems);
-  const config = opentelemetrySink.parse(reader);
-  reader.finish();
-  return { config, problems: problems.map((p) => p.message) };
-}
-
-async function receiver(): Promise<OtlpReceiver> {
-  const r = await startOtlpReceiver();
-  onTestFinished(() => r.close());
-  return r;
 }
 
 async function sink(table: ConfigTable): Promise<{ sink: OpentelemetrySink; telemetry: Telemetry; logs: LogRecord[] }> {

@@ -9,16 +9,16 @@ import { fileURLToPath } from 'node:url';
 import { JsonLogsSerializer, ProtobufLogsSerializer } from '@opentelemetry/otlp-transformer';
 import protobuf from 'protobufjs';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { ConfigReader, type ConfigTable } from '../src/config/reader.js';
-import type { ConfigProblem } from '../src/errors.js';
+import type { ConfigTable } from '../src/config/reader.js';
 import type { LineBatch } from '../src/event.js';
 import { JsonBatchEncoder, jsonEntrySize, jsonRequestBody } from '../src/sinks/opentelemetry/encode-json.js';
 import { BatchEncoder, entrySize, requestBody, type EncodedSlice } from '../src/sinks/opentelemetry/encode.js';
-import { opentelemetrySink, type OpentelemetrySinkConfig, type OpentelemetrySink } from '../src/sinks/opentelemetry/index.js';
+import { opentelemetrySink, type OpentelemetrySink } from '../src/sinks/opentelemetry/index.js';
 import { DEFAULT_MAPPING, RecordMapper, type OtlpMapping } from '../src/sinks/opentelemetry/mapping.js';
 import { Telemetry } from '../src/telemetry.js';
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedLogRecord } from './support/otlp-receiver.js';
+import type { ReceivedLogRecord } from './support/otlp-receiver.js';
 import { batchHelpers } from './support/otlp-batches.js';
+import { parseSinkTable as parse, testReceiver as receiver } from './support/otlp-sink.js';
 
 const root = protobuf.loadSync(fileURLToPath(new URL('./support/otlp-logs.proto', import.meta.url)));
 const ExportLogsServiceRequest = root.lookupType('opentelemetry.proto.ExportLogsServiceRequest');
@@ -228,20 +228,6 @@ describe('OTLP mapping: JSON encoder against the OpenTelemetry JSON serializer',
     }
   });
 });
-
-function parse(table: ConfigTable): { config: OpentelemetrySinkConfig; problems: string[] } {
-  const problems: ConfigProblem[] = [];
-  const reader = new ConfigReader('sinks.otlp', table, problems);
-  const config = opentelemetrySink.parse(reader);
-  reader.finish();
-  return { config, problems: problems.map((p) => p.message) };
-}
-
-async function receiver(): Promise<OtlpReceiver> {
-  const r = await startOtlpReceiver();
-  onTestFinished(() => r.close());
-  return r;
-}
 
 function sink(table: ConfigTable): OpentelemetrySink {
   const { config, problems } = parse(table);

@@ -1,6 +1,5 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { ConfigReader, type ConfigTable } from '../src/config/reader.js';
-import type { ConfigProblem } from '../src/errors.js';
+import type { ConfigTable } from '../src/config/reader.js';
 import type { LineBatch } from '../src/event.js';
 import {
   DISCARDED_EVENTS,
@@ -15,32 +14,17 @@ import {
   OpentelemetrySink,
   opentelemetrySink,
   parseOpentelemetryConfig,
-  type OpentelemetrySinkConfig,
 } from '../src/sinks/opentelemetry/index.js';
 import { Telemetry, type LogRecord } from '../src/telemetry.js';
-import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 import { pollUntil, settledFlag } from './support/poll.js';
 import { batchHelpers } from './support/otlp-batches.js';
+import { parseSinkTable as parse, testReceiver as receiver } from './support/otlp-sink.js';
 
 const encoder = new TextEncoder();
 const READ_AT_MS = Date.UTC(2024, 0, 2, 3, 4, 5, 678);
 const READ_AT_NS = BigInt(READ_AT_MS) * 1_000_000n;
 
 const { meta, batch } = batchHelpers({ timestampMs: READ_AT_MS });
-
-function parse(table: ConfigTable): { config: OpentelemetrySinkConfig; problems: string[] } {
-  const problems: ConfigProblem[] = [];
-  const reader = new ConfigReader('sinks.otlp', table, problems);
-  const config = opentelemetrySink.parse(reader);
-  reader.finish();
-  return { config, problems: problems.map((p) => p.message) };
-}
-
-async function receiver(): Promise<OtlpReceiver> {
-  const r = await startOtlpReceiver();
-  onTestFinished(() => r.close());
-  return r;
-}
 
 function sink(table: ConfigTable): { sink: OpentelemetrySink; telemetry: Telemetry; logs: LogRecord[] } {
   const { config, problems } = parse(table);
