@@ -35,6 +35,11 @@ export const OPTIONAL_FUNCTIONS: Readonly<Record<string, number>> = {
   init: 2,
   /** `process_batch(ptr, len, count) -> status`: a whole batch in one call (see docs/plugin-abi.md). */
   process_batch: 3,
+  /**
+   * `process_batch_packed(ptr, len, count) -> status`: the same call with the packed result layout
+   * (statuses, then offsets, then data), preferred over `process_batch` when both are exported.
+   */
+  process_batch_packed: 3,
 };
 
 /** Bytes of the result area: output pointer then output length, two little-endian u32. */
@@ -52,6 +57,8 @@ export interface GuestBinding {
   init?: (ptr: number, len: number) => number;
   /** The optional `process_batch` export. */
   processBatch?: (ptr: number, len: number, count: number) => number;
+  /** The optional `process_batch_packed` export. */
+  processBatchPacked?: (ptr: number, len: number, count: number) => number;
 }
 
 /** What a module may import: nothing (the default), or the WASI subset of wasi.ts with `wasi = true`. */
@@ -149,6 +156,9 @@ export function bindInstance(instance: WasmInstance, label = 'plugin'): GuestBin
   };
   if (exports['init'] !== undefined) binding.init = exports['init'] as NonNullable<GuestBinding['init']>;
   if (exports['process_batch'] !== undefined) binding.processBatch = exports['process_batch'] as NonNullable<GuestBinding['processBatch']>;
+  if (exports['process_batch_packed'] !== undefined) {
+    binding.processBatchPacked = exports['process_batch_packed'] as NonNullable<GuestBinding['processBatchPacked']>;
+  }
   return binding;
 }
 

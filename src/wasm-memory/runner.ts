@@ -121,8 +121,13 @@ export interface RunnerOptions {
    * catches what the cap cannot (a module loaded without it). Undefined: no check.
    */
   heapMemorySize?: number;
-  /** Use `process_batch` when the plugin exports it. Default true. */
+  /** Use `process_batch_packed` or `process_batch` when the plugin exports one. Default true. */
   useBatchEntry?: boolean;
+  /**
+   * Prefer `process_batch_packed` over `process_batch` when the plugin exports both. Default true;
+   * false runs the `process_batch` result layout, to compare the two on one module.
+   */
+  usePackedBatch?: boolean;
   /**
    * `wasi`: the module may import the WASI subset of wasi.ts, and each instance gets its own
    * WASI host (stdout/stderr captured into `guestOutput`, files only under `preopens`). Default
@@ -133,7 +138,7 @@ export interface RunnerOptions {
   preopens?: readonly WasiPreopen[];
 }
 
-/** How `processBatch` calls the guest: `auto` uses `process_batch` when exported. */
+/** How `processBatch` calls the guest: `auto` uses `process_batch_packed` or `process_batch` when exported. */
 export type BatchMode = 'auto' | 'per_line';
 
 class LineFailed extends Error {
@@ -222,6 +227,15 @@ export class OutputBuilder {
   }
 }
 
+/** Which batch export a runner calls: see `PluginRunner.batchLayout`. */
+export type BatchLayout = 'packed' | 'records';
+
+/** Output buffers of exactly their size, as `OutputBuilder.finish` hands them out. */
+interface FinishedOutput {
+  data: Uint8Array;
+  offsets: Uint32Array;
+}
+
 /** One output record parsed from a `process_batch` result, before it is applied. */
 interface BatchRecord {
   status: number;
@@ -243,6 +257,9 @@ export class PluginRunner implements BatchRunner {
   private readonly maxOutputBytes: number;
   private readonly heapMemorySize: number;
   private readonly useBatchEntry: boolean;
+  private readonly usePackedBatch: boolean;
+  /** Holds a `process_batch_packed` header that is not 4-aligned in guest memory; grown, never shrunk. */
+  private packedHeader = new Uint32Array(0);
   /** The `memory.buffer` the views below were made from. */
   private viewBuffer: ArrayBuffer | undefined;
   private bytes = new Uint8Array(0);
@@ -272,6 +289,7 @@ export class PluginRunner implements BatchRunner {
     this.maxOutputBytes = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
     this.heapMemorySize = options.heapMemorySize ?? Infinity;
     this.useBatchEntry = options.useBatchEntry ?? true;
+    this.usePackedBatch = options.usePackedBatch ?? true;
     this.wasiEnabled = options.wasi ?? false;
     this.preopens = options.preopens ?? [];
     validateModule(module, this.label, { wasi: this.wasiEnabled });
@@ -289,18 +307,31 @@ export class PluginRunner implements BatchRunner {
     return this.inputCapacity;
   }
 
-  /** Whether the plugin exports `process_batch` (and this runner may use it). */
+  /** Whether the plugin exports `process_batch` or `process_batch_packed` (and this runner may use it). */
   get batchEntry(): boolean {
-    return this.useBatchEntry && this.guest?.processBatch !== undefined;
+    return this.batchLayout !== undefined;
+  }
+
+  /**
+   * The batch export `auto` batches go through: `packed` (`process_batch_packed`), `records`
+   * (`process_batch`), or undefined (one `process_log` call per line).
+   */
+  get batchLayout(): BatchLayout | undefined {
+    return this.useBatchEntry && this.guest !== undefined ? this.layoutOf(this.guest) : undefined;
+  }
+
+  private layoutOf(guest: GuestBinding): BatchLayout | undefined {
+    if (guest.processBatchPacked !== undefined && (this.usePackedBatch || guest.processBatch === undefined)) return 'packed';
+    return guest.processBatch !== undefined ? 'records' : undefined;
   }
 
   /**
    * Runs every line of `data`/`offsets` (the LineBatch layout: line i is
-   * `data[offsets[i]..offsets[i+1]]`) through the plugin: in one `process_batch` call when the
-   * plugin has it and `mode` is `auto`, else one `process_log` call per line. A `process_batch`
-   * call that traps, fails or returns malformed records is redone line by line on a fresh
-   * instance (after a trap), so only the poison line fails. Never throws for a bad line or a
-   * trapping plugin: see BatchOutcome.
+   * `data[offsets[i]..offsets[i+1]]`) through the plugin: in one `process_batch_packed` or
+   * `process_batch` call when the plugin has one and `mode` is `auto`, else one `process_log`
+   * call per line. A batch call that traps, fails or returns a malformed result is redone line
+   * by line on a fresh instance (after a trap), so only the poison line fails. Never throws for
+   * a bad line or a trapping plugin: see BatchOutcome.
    */
   processBatch(data: Uint8Array, offsets: Uint32Array, mode: BatchMode = 'auto'): BatchOutcome {
     const count = Math.max(0, offsets.length - 1);
@@ -310,17 +341,22 @@ export class PluginRunner implements BatchRunner {
     out.reset(Math.ceil(data.byteLength * this.outputRatio) + INPUT_BUFFER_STEP, count);
     const state = { dropped: 0, failures: [] as LineFailure[], firstError: undefined as string | undefined };
     let batched = false;
-    if (mode === 'auto' && count > 0 && this.useBatchEntry && (this.guest ?? this.tryReplace())?.processBatch !== undefined) {
-      batched = this.runBatch(data, offsets, count, out, state);
+    let finished: FinishedOutput | undefined;
+    const guest = mode === 'auto' && count > 0 && this.useBatchEntry ? (this.guest ?? this.tryReplace()) : undefined;
+    const layout = guest === undefined ? undefined : this.layoutOf(guest);
+    if (guest !== undefined && layout !== undefined) {
+      const result = this.runBatch(guest, layout, data, offsets, count, out, state);
+      batched = result !== false;
+      if (result !== false && result !== true) finished = result;
       if (!batched) this.batchFallbacks++;
     }
     if (!batched) {
       for (let index = 0; index < count; index++) this.runOne(data, offsets, index, out, state);
     }
+    const { data: outData, offsets: outOffsets } = finished ?? out.finish();
     if (data.byteLength > 0) {
-      this.outputRatio = Math.min(OUTPUT_RATIO_MAX, Math.max(OUTPUT_RATIO_MIN, (out.used / data.byteLength) * OUTPUT_RATIO_MARGIN));
+      this.outputRatio = Math.min(OUTPUT_RATIO_MAX, Math.max(OUTPUT_RATIO_MIN, (outData.byteLength / data.byteLength) * OUTPUT_RATIO_MARGIN));
     }
-    const { data: outData, offsets: outOffsets } = out.finish();
     const outcome: BatchOutcome = { data: outData, offsets: outOffsets, failures: state.failures, dropped: state.dropped };
     if (state.firstError !== undefined) outcome.firstError = state.firstError;
     if (batched) outcome.batched = true;
@@ -467,14 +503,21 @@ export class PluginRunner implements BatchRunner {
   }
 
   /**
-   * The whole batch in one `process_batch(ptr, len, count)` call. Input: `count + 1` u32 offsets
-   * (little-endian, relative to the data) then the data. Output, at the result area's pointer:
-   * `count` records of `[u32 status][u32 len][len bytes]`. Returns false, having pushed nothing,
-   * when the call trapped or failed as a whole; the caller then runs the batch line by line.
+   * The whole batch in one `process_batch(ptr, len, count)` or `process_batch_packed(ptr, len,
+   * count)` call. Input: `count + 1` u32 offsets (little-endian, relative to the data) then the
+   * data. Returns false, having pushed nothing, when the call trapped or failed as a whole, or its
+   * result is malformed; the caller then runs the batch line by line. Returns the finished output
+   * when a packed result was taken as it is (see `takePacked`), else true.
    */
-  private runBatch(data: Uint8Array, offsets: Uint32Array, count: number, out: OutputBuilder, state: FailureState): boolean {
-    const guest = this.guest;
-    if (guest?.processBatch === undefined) return false;
+  private runBatch(
+    guest: GuestBinding,
+    layout: BatchLayout,
+    data: Uint8Array,
+    offsets: Uint32Array,
+    count: number,
+    out: OutputBuilder,
+    state: FailureState,
+  ): boolean | FinishedOutput {
     const base = offsets[0]!;
     const dataLen = offsets[count]! - base;
     const headerLen = 4 * (count + 1);
@@ -485,7 +528,7 @@ export class PluginRunner implements BatchRunner {
       this.refreshViews(guest);
       this.writeOffsets(offsets, count, base);
       this.bytes.set(data.subarray(base, base + dataLen), this.inputPtr + headerLen);
-      status = guest.processBatch(this.inputPtr, total, count);
+      status = layout === 'packed' ? guest.processBatchPacked!(this.inputPtr, total, count) : guest.processBatch!(this.inputPtr, total, count);
       this.refreshViews(guest);
       this.checkMemory();
     } catch (error) {
@@ -493,7 +536,15 @@ export class PluginRunner implements BatchRunner {
       return false;
     }
     if (status !== STATUS_EMIT) return false;
-    // Parse every record header before applying any, so a malformed result pushes nothing.
+    return layout === 'packed' ? this.takePacked(guest, data, offsets, count, out, state) : this.takeRecords(guest, data, offsets, count, out, state);
+  }
+
+  /**
+   * A `process_batch` result, at the result area's pointer: `count` records of
+   * `[u32 status][u32 len][len bytes]`. Every header is parsed before any record is applied, so
+   * a malformed result pushes nothing (false).
+   */
+  private takeRecords(guest: GuestBinding, data: Uint8Array, offsets: Uint32Array, count: number, out: OutputBuilder, state: FailureState): boolean {
     const memoryEnd = this.bytes.byteLength;
     let at = this.words.getUint32(guest.resultPtr, true);
     const end = at + this.words.getUint32(guest.resultPtr + 4, true);
@@ -517,7 +568,75 @@ export class PluginRunner implements BatchRunner {
       records[i] = { status: this.words.getUint32(at, true), ptr: at + 8, len };
       at += 8 + len;
     }
+    this.applyAll(guest, records, data, offsets, out, state);
+    return true;
+  }
+
+  /**
+   * A `process_batch_packed` result, at the result area's pointer (the area's length at the
+   * pointer + 4): `[u32 statuses[count]] [u32 offsets[count + 1]] [data]`, record i being
+   * `data[offsets[i]..offsets[i+1]]`. The area must lie inside memory, hold the header, and its
+   * offsets must start at 0, never decrease and end exactly at the end of the area; otherwise
+   * the result is malformed (false, nothing pushed).
+   *
+   * When every status is 0, no record is longer than `max_output_bytes` and the data is valid
+   * UTF-8 with no record starting on a continuation byte (valid as a whole is then valid record
+   * by record: a character cut between two records puts a continuation byte at the start of the
+   * next non-empty one, or leaves the whole data invalid), the data and the offsets are each
+   * copied once, straight into the buffers handed on (a FinishedOutput). Otherwise each record
+   * goes through `applyRecord`, with the same outcome as `process_log` would give.
+   */
+  private takePacked(guest: GuestBinding, data: Uint8Array, offsets: Uint32Array, count: number, out: OutputBuilder, state: FailureState): boolean | FinishedOutput {
+    const bytes = this.bytes;
+    const area = this.words.getUint32(guest.resultPtr, true);
+    const areaLen = this.words.getUint32(guest.resultPtr + 4, true);
+    const headerWords = 2 * count + 1;
+    if (area + areaLen > bytes.byteLength || areaLen < 4 * headerWords) return false;
+    const header = this.readPackedHeader(area, headerWords);
+    const dataStart = area + 4 * headerWords;
+    const dataLen = areaLen - 4 * headerWords;
+    if (header[count] !== 0 || header[2 * count] !== dataLen) return false;
+    const maxOutputBytes = this.maxOutputBytes;
+    let plain = true;
+    let from = 0;
     for (let i = 0; i < count; i++) {
+      const to = header[count + i + 1]!;
+      if (to < from) return false;
+      if (header[i] !== STATUS_EMIT || to - from > maxOutputBytes || (to > from && (bytes[dataStart + from]! & 0xc0) === 0x80)) plain = false;
+      from = to;
+    }
+    const packed = bytes.subarray(dataStart, dataStart + dataLen);
+    if (plain && out.records === 0 && isUtf8(packed)) {
+      // Not zeroed first (allocUnsafeSlow, a buffer of its own): every byte is written.
+      const finished = new Uint8Array(Buffer.allocUnsafeSlow(dataLen).buffer, 0, dataLen);
+      finished.set(packed);
+      return { data: finished, offsets: header.slice(count, headerWords) };
+    }
+    const records: BatchRecord[] = new Array<BatchRecord>(count);
+    for (let i = 0; i < count; i++) {
+      const start = header[count + i]!;
+      records[i] = { status: header[i]!, ptr: dataStart + start, len: header[count + i + 1]! - start };
+    }
+    this.applyAll(guest, records, data, offsets, out, state);
+    return true;
+  }
+
+  /**
+   * The `words` u32 of a packed header at `at`: a view of guest memory when aligned on a
+   * little-endian host (read before the next guest call), else a copy in `packedHeader`.
+   */
+  private readPackedHeader(at: number, words: number): Uint32Array {
+    if (LITTLE_ENDIAN && (at & 3) === 0) return new Uint32Array(this.bytes.buffer, at, words);
+    if (this.packedHeader.length < words) this.packedHeader = new Uint32Array(words);
+    const header = this.packedHeader.subarray(0, words);
+    if (LITTLE_ENDIAN) new Uint8Array(header.buffer, 0, 4 * words).set(this.bytes.subarray(at, at + 4 * words));
+    else for (let i = 0; i < words; i++) header[i] = this.words.getUint32(at + 4 * i, true);
+    return header;
+  }
+
+  /** Applies one record per input line, each line's failure recorded by policy. */
+  private applyAll(guest: GuestBinding, records: BatchRecord[], data: Uint8Array, offsets: Uint32Array, out: OutputBuilder, state: FailureState): void {
+    for (let i = 0; i < records.length; i++) {
       const record = records[i]!;
       const input = data.subarray(offsets[i]!, offsets[i + 1]!);
       const mark = out.records;
@@ -528,7 +647,6 @@ export class PluginRunner implements BatchRunner {
         this.fail(error, i, input, out, state);
       }
     }
-    return true;
   }
 
   /**

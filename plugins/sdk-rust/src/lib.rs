@@ -12,7 +12,7 @@
 //! ```
 //!
 //! The macro exports the whole ABI: `alloc`/`dealloc`, `init` (options JSON), `process_log`,
-//! `process_batch`, `logwasm_result` and `logwasm_abi_version`. The SDK owns every buffer the
+//! `process_batch`, `process_batch_packed`, `logwasm_result` and `logwasm_abi_version`. The SDK owns every buffer the
 //! host reads: output is moved into a static buffer that lives until the next call, so a plugin
 //! cannot hand the host a pointer into freed memory (the bug of the sketch ABI v1 replaced).
 //! Build with `panic = "abort"`: a panic is a trap, which the host isolates to the one line.
@@ -77,6 +77,11 @@ macro_rules! export_plugin {
         pub extern "C" fn process_batch(ptr: i32, len: i32, count: i32) -> i32 {
             // SAFETY: as for `init`.
             unsafe { $crate::rt::process_batch(&mut *::std::ptr::addr_of_mut!(__LOGWASM_STATE), ptr, len, count) }
+        }
+        #[no_mangle]
+        pub extern "C" fn process_batch_packed(ptr: i32, len: i32, count: i32) -> i32 {
+            // SAFETY: as for `init`.
+            unsafe { $crate::rt::process_batch_packed(&mut *::std::ptr::addr_of_mut!(__LOGWASM_STATE), ptr, len, count) }
         }
     };
 }
@@ -260,5 +265,53 @@ pub mod rt {
             records.extend_from_slice(payload);
         }
         emit_owned(records, STATUS_EMIT)
+    }
+
+    /// `process_batch_packed`: the input of `process_batch`; the output is one area,
+    /// `[u32 statuses[count]] [u32 offsets[count + 1]] [data]`, which the host takes in one copy
+    /// of the offsets and one of the data when every status is 0 (docs/plugin-abi.md).
+    pub unsafe fn process_batch_packed<P: Plugin>(state: &mut Option<P>, ptr: i32, len: i32, count: i32) -> i32 {
+        let all = input(ptr, len);
+        let count = match usize::try_from(count) {
+            Ok(count) => count,
+            Err(_) => return emit_owned(b"negative count".to_vec(), STATUS_ERROR),
+        };
+        let header = match count.checked_add(1).and_then(|n| n.checked_mul(4)) {
+            Some(header) if header <= all.len() => header,
+            _ => return emit_owned(b"batch shorter than its offsets".to_vec(), STATUS_ERROR),
+        };
+        let (offsets, data) = all.split_at(header);
+        let offset = |i: usize| -> usize {
+            let b = &offsets[4 * i..4 * i + 4];
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+        };
+        let plugin = match ensure(state) {
+            Ok(plugin) => plugin,
+            Err(message) => return emit_owned(message.into_bytes(), STATUS_ERROR),
+        };
+        // Statuses at 0.., offsets at `4 * count`.., data at `data_at`..; `header` fits in memory,
+        // so twice it does in usize.
+        let data_at = 8 * count + 4;
+        // The last call's buffer is reused: the host copied out of it before this call.
+        let mut area = std::mem::take(&mut *std::ptr::addr_of_mut!(OUT));
+        area.clear();
+        area.reserve(data_at + data.len() + 64);
+        area.resize(data_at, 0);
+        let mut joined = Vec::new();
+        for i in 0..count {
+            let (start, end) = (offset(i), offset(i + 1));
+            if start > end || end > data.len() {
+                return emit_owned(b"batch offsets out of range".to_vec(), STATUS_ERROR);
+            }
+            let line = &data[start..end];
+            let output = plugin.process(line);
+            let (status, payload) = encode(&output, line, &mut joined);
+            area[4 * i..4 * i + 4].copy_from_slice(&(status as u32).to_le_bytes());
+            area.extend_from_slice(payload);
+            let written = (area.len() - data_at) as u32;
+            let at = 4 * count + 4 * (i + 1);
+            area[at..at + 4].copy_from_slice(&written.to_le_bytes());
+        }
+        emit_owned(area, STATUS_EMIT)
     }
 }
