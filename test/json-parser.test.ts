@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { PluginRunner } from '../src/wasm-memory/runner.js';
@@ -110,14 +111,18 @@ describe('the committed json_parser.wasm', () => {
       dealloc: 'function',
       process_log: 'function',
       process_batch: 'function',
+      process_batch_packed: 'function',
       logwasm_result: 'function',
       logwasm_abi_version: 'function',
     });
     const exports = instantiate(module).exports as Record<string, (...args: number[]) => unknown>;
     const arities = Object.fromEntries(
-      ['alloc', 'dealloc', 'process_log', 'process_batch', 'logwasm_result', 'logwasm_abi_version'].map((name) => [name, exports[name]!.length]),
+      ['alloc', 'dealloc', 'process_log', 'process_batch', 'process_batch_packed', 'logwasm_result', 'logwasm_abi_version'].map((name) => [
+        name,
+        exports[name]!.length,
+      ]),
     );
-    expect(arities).toEqual({ alloc: 1, dealloc: 2, process_log: 2, process_batch: 3, logwasm_result: 0, logwasm_abi_version: 0 });
+    expect(arities).toEqual({ alloc: 1, dealloc: 2, process_log: 2, process_batch: 3, process_batch_packed: 3, logwasm_result: 0, logwasm_abi_version: 0 });
     expect(exports['logwasm_abi_version']!()).toBe(1);
   });
 
@@ -184,10 +189,14 @@ describe('the committed json_parser.wasm', () => {
     expect(rewritten - copiedAsWritten).toBeGreaterThan(100);
   });
 
-  it('gives the same outcome through process_batch as line by line, on fixtures and seeded edge lines', () => {
+  it.each([
+    ['process_batch_packed', 'packed', true],
+    ['process_batch', 'records', false],
+  ] as const)('gives the same outcome through %s as line by line, on fixtures and seeded edge lines', (_name, layout, usePackedBatch) => {
     const lines = [...fixtures.map((f) => f.input), ...edgeLines(20251126, 2000), ...fixtures.map((f) => f.input)];
     const { data, offsets } = toBatchLayout(lines);
-    const runner = new PluginRunner(module);
+    const runner = new PluginRunner(module, { usePackedBatch });
+    expect(runner.batchLayout).toBe(layout);
     for (let round = 0; round < 2; round++) {
       const batched = runner.processBatch(data, offsets);
       const perLine = new PluginRunner(module).processBatch(data, offsets, 'per_line');
@@ -197,6 +206,22 @@ describe('the committed json_parser.wasm', () => {
       expect(batched.dropped).toBe(0);
       expect(fromBatchLayout(batched.data, batched.offsets)).toEqual(fromBatchLayout(perLine.data, perLine.offsets));
     }
+  });
+
+  it('has its packed result taken in one piece for UTF-8 lines, and record by record when a line passes through invalid UTF-8', () => {
+    const runner = new PluginRunner(module);
+    const utf8 = fixtures.filter((f) => isUtf8(f.expected));
+    expect(utf8.length).toBeGreaterThan(30);
+    const valid = utf8.map((f) => f.input);
+    const invalid = fixtures.find((f) => f.name === 'invalid_utf8')!;
+    const first = runner.processBatch(toBatchLayout(valid).data, toBatchLayout(valid).offsets);
+    expect(fromBatchLayout(first.data, first.offsets)).toEqual(utf8.map((f) => f.expected));
+    expect(runner.bulkTakes).toBe(1);
+    const mixed = [valid[0]!, invalid.input, valid[1]!];
+    const second = runner.processBatch(toBatchLayout(mixed).data, toBatchLayout(mixed).offsets);
+    expect(second.failures).toEqual([]);
+    expect(fromBatchLayout(second.data, second.offsets)[1]).toEqual(invalid.expected);
+    expect([runner.bulkTakes, runner.batchFallbacks]).toEqual([1, 0]);
   });
 
   it('answers a malformed process_batch layout with status 2, so the host falls back line by line', () => {
@@ -210,6 +235,18 @@ describe('the committed json_parser.wasm', () => {
     [0, 2, 4].forEach((offset, i) => view.setUint32(ptr + 4 * i, offset, true));
     new Uint8Array(exports.memory.buffer).set(new TextEncoder().encode('{}[]'), ptr + 12);
     expect(exports['process_batch']!(ptr, 12 + 4, 2)).toBe(0);
+    // The same for process_batch_packed; a good layout gives statuses [0, 0], offsets [0, 20, 22].
+    expect(exports['process_batch_packed']!(ptr, 8, 3)).toBe(2);
+    view.setUint32(ptr + 8, 99, true);
+    expect(exports['process_batch_packed']!(ptr, 12 + 4, 2)).toBe(2);
+    view.setUint32(ptr + 8, 4, true);
+    expect(exports['process_batch_packed']!(ptr, 12 + 4, 2)).toBe(0);
+    const result = new DataView(exports.memory.buffer);
+    const at = exports['logwasm_result']!();
+    const area = result.getUint32(at, true);
+    expect(result.getUint32(at + 4, true)).toBe(20 + 22);
+    expect([0, 1, 2, 3, 4].map((i) => result.getUint32(area + 4 * i, true))).toEqual([0, 0, 0, 20, 22]);
+    expect(new TextDecoder().decode(new Uint8Array(exports.memory.buffer, area + 20, 22))).toBe('{"log_size_bytes":2}[]');
   });
 
   it('passes a line nested a million deep through without a trap, then rewrites the next', () => {

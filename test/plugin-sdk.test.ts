@@ -1,6 +1,6 @@
 /**
  * Plugins built on plugins/sdk-rust (redact, sampler): the committed .wasm files, their golden
- * fixtures through both entry points (process_batch and per-line process_log), their options, and
+ * fixtures through every entry point (process_batch_packed, process_batch and per-line process_log), their options, and
  * one run through the wasm transform in real workers.
  */
 import { readFileSync } from 'node:fs';
@@ -29,25 +29,40 @@ describe.each(SDK_PLUGINS)('the committed %s.wasm', (name) => {
     expect(moduleImports(module)).toEqual([]);
     const exports = instantiate(module).exports as Record<string, (...args: number[]) => unknown>;
     const arities = Object.fromEntries(
-      ['alloc', 'dealloc', 'process_log', 'process_batch', 'init', 'logwasm_result', 'logwasm_abi_version'].map((n) => [n, exports[n]?.length]),
+      ['alloc', 'dealloc', 'process_log', 'process_batch', 'process_batch_packed', 'init', 'logwasm_result', 'logwasm_abi_version'].map((n) => [
+        n,
+        exports[n]?.length,
+      ]),
     );
-    expect(arities).toEqual({ alloc: 1, dealloc: 2, process_log: 2, process_batch: 3, init: 2, logwasm_result: 0, logwasm_abi_version: 0 });
+    expect(arities).toEqual({
+      alloc: 1,
+      dealloc: 2,
+      process_log: 2,
+      process_batch: 3,
+      process_batch_packed: 3,
+      init: 2,
+      logwasm_result: 0,
+      logwasm_abi_version: 0,
+    });
     expect(moduleExports(module).find((e) => e.name === 'memory')?.kind).toBe('memory');
   });
 
-  it.each(linesFixtures(name).map((c) => [c.name, c] as const))('fixture %s, batched and per line', (_case, fixture) => {
+  it.each(linesFixtures(name).map((c) => [c.name, c] as const))('fixture %s, batched (both layouts) and per line', (_case, fixture) => {
     expect(fixture.expected, `${fixture.dir}/expected is missing`).toBeDefined();
     const { data, offsets } = toBatchLayout(fixture.input);
-    const batchedRunner = new PluginRunner(module, { initOptions: fixture.options });
-    const batched = batchedRunner.processBatch(data, offsets);
     const perLine = new PluginRunner(module, { initOptions: fixture.options }).processBatch(data, offsets, 'per_line');
-    expect(batched.batched).toBe(true);
-    expect(batched.failures).toEqual([]);
     expect(perLine.failures).toEqual([]);
-    expect(fromBatchLayout(batched.data, batched.offsets)).toEqual(fixture.expected);
     expect(fromBatchLayout(perLine.data, perLine.offsets)).toEqual(fixture.expected);
-    expect(batched.dropped).toBe(perLine.dropped);
-    expect(batched.dropped).toBe(fixture.input.length - fixture.expected!.length);
+    expect(perLine.dropped).toBe(fixture.input.length - fixture.expected!.length);
+    for (const [layout, usePackedBatch] of [['packed', true], ['records', false]] as const) {
+      const batchedRunner = new PluginRunner(module, { initOptions: fixture.options, usePackedBatch });
+      expect(batchedRunner.batchLayout).toBe(layout);
+      const batched = batchedRunner.processBatch(data, offsets);
+      expect(batched.batched, layout).toBe(true);
+      expect(batched.failures, layout).toEqual([]);
+      expect(fromBatchLayout(batched.data, batched.offsets), layout).toEqual(fixture.expected);
+      expect(batched.dropped, layout).toBe(perLine.dropped);
+    }
   });
 
   it('refuses unknown options at init, with the plugin\'s message', () => {

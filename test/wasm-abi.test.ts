@@ -1,17 +1,22 @@
 /**
  * ABI v1's optional exports on one hand-written guest (FULL_GUEST_WAT): `init` with the
- * transform's options, `process_batch` giving the same outcome as per-line calls, several records
- * per line (status 3), and the output checks (UTF-8, max_output_bytes, heap_memory_size).
+ * transform's options, `process_batch` and `process_batch_packed` giving the same outcome as
+ * per-line calls, several records per line (status 3), and the output checks (UTF-8,
+ * max_output_bytes, heap_memory_size).
  */
 import { describe, expect, it } from 'vitest';
 import { PluginAbiError } from '../src/errors.js';
 import { PluginRunner, type BatchOutcome } from '../src/wasm-memory/runner.js';
 import { fromBatchLayout, toBatchLayout } from './support/wasm-fixtures.js';
-import { FULL_GUEST_WAT, watModule } from './support/wasm-wat.js';
+import { ECHO_BODY, FULL_GUEST_WAT, fullGuestWat, guestWat, watModule } from './support/wasm-wat.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const module = await watModule(FULL_GUEST_WAT);
+// Both batch exports: the packed one is preferred unless usePackedBatch is false.
+const both = await watModule(fullGuestWat({ packed: {} }));
+const packedOnly = await watModule(fullGuestWat({ packed: {}, records: false }));
+const misaligned = await watModule(fullGuestWat({ packed: { misalign: 1 }, records: false }));
 
 function layout(lines: (string | Uint8Array)[]): { data: Uint8Array; offsets: Uint32Array } {
   return toBatchLayout(lines.map((l) => (typeof l === 'string' ? encoder.encode(l) : l)));
@@ -120,6 +125,134 @@ describe('process_batch', () => {
     expect(texts(outcome)).toEqual(['one', 'two', 'keep']);
   });
 });
+
+describe('process_batch_packed', () => {
+  /** The same lines through the packed export, the records export and process_log, compared byte for byte. */
+  function threeWays(lines: (string | Uint8Array)[], options: { dropOnError?: boolean; maxOutputBytes?: number } = {}): BatchOutcome {
+    const { data, offsets } = layout(lines);
+    const runner = new PluginRunner(both, options);
+    expect(runner.batchLayout).toBe('packed');
+    const packed = runner.processBatch(data, offsets);
+    const recordsRunner = new PluginRunner(both, { ...options, usePackedBatch: false });
+    expect(recordsRunner.batchLayout).toBe('records');
+    const records = recordsRunner.processBatch(data, offsets);
+    const perLine = new PluginRunner(both, options).processBatch(data, offsets, 'per_line');
+    expect(packed.batched).toBe(true);
+    expect(records.batched).toBe(true);
+    expect(runner.batchFallbacks + recordsRunner.batchFallbacks).toBe(0);
+    expect(comparable(packed)).toEqual(comparable(perLine));
+    expect(comparable(records)).toEqual(comparable(perLine));
+    return packed;
+  }
+
+  it('gives the same outcome as process_batch and per-line calls on mixed statuses (drop, error, several records, bad UTF-8)', () => {
+    const outcome = threeWays(MIXED);
+    expect(texts(outcome)).toEqual(['plain é', 'one', 'two', '{}', 'E error', '', 'X invalid', 'last 日本']);
+    expect(outcome.dropped).toBe(1);
+    expect(outcome.failures).toEqual([
+      { index: 4, code: 'plugin_error' },
+      { index: 6, code: 'bad_utf8' },
+    ]);
+  });
+
+  it('gives the same outcome with drop_on_error', () => {
+    expect(texts(threeWays(MIXED, { dropOnError: true }))).toEqual(['plain é', 'one', 'two', '{}', '', 'last 日本']);
+  });
+
+  it('gives the same outcome for a record over max_output_bytes and for invalid UTF-8 passed through unchanged', () => {
+    const invalid = Uint8Array.of(0x61, 0xff, 0x62);
+    const outcome = threeWays(['short', 'this line is longer than ten bytes', invalid, 'M', 'X'], { maxOutputBytes: 10 });
+    expect(outcome.failures).toEqual([
+      { index: 1, code: 'output_too_large' },
+      { index: 4, code: 'bad_utf8' },
+    ]);
+    expect(fromBatchLayout(outcome.data, outcome.offsets)[2]).toEqual(invalid);
+  });
+
+  it('takes an all-emit result in one piece, and one with any other status record by record', () => {
+    const runner = new PluginRunner(packedOnly);
+    const plain = ['a', '', 'b é', multibyte(5000)];
+    const outcome = runner.processBatch(layout(plain).data, layout(plain).offsets);
+    expect(texts(outcome)).toEqual(plain);
+    expect(runner.bulkTakes).toBe(1);
+    // The output is handed on in buffers of exactly its size, as from the per-line path.
+    expect([outcome.data.byteOffset, outcome.data.buffer.byteLength]).toEqual([0, outcome.data.byteLength]);
+    expect([outcome.offsets.byteOffset, outcome.offsets.buffer.byteLength]).toEqual([0, outcome.offsets.byteLength]);
+    runner.processBatch(layout(['a', 'D']).data, layout(['a', 'D']).offsets);
+    expect(runner.bulkTakes).toBe(1);
+    expect(runner.batchFallbacks).toBe(0);
+    // All status 0, but one record longer than max_output_bytes.
+    const limited = new PluginRunner(packedOnly, { maxOutputBytes: 10 });
+    const long = limited.processBatch(layout(['short', 'longer than ten bytes']).data, layout(['short', 'longer than ten bytes']).offsets);
+    expect(long.failures).toEqual([{ index: 1, code: 'output_too_large' }]);
+    expect(texts(long)).toEqual(['short', 'longer than ten bytes']);
+    expect(limited.bulkTakes).toBe(0);
+  });
+
+  it('reads a result area that is not 4-aligned', () => {
+    const { data, offsets } = layout([...MIXED, ...MIXED]);
+    const runner = new PluginRunner(misaligned);
+    const outcome = runner.processBatch(data, offsets);
+    expect(outcome.batched).toBe(true);
+    expect(comparable(outcome)).toEqual(comparable(new PluginRunner(misaligned).processBatch(data, offsets, 'per_line')));
+    const plain = layout(['aligned or not', 'é']);
+    expect(texts(runner.processBatch(plain.data, plain.offsets))).toEqual(['aligned or not', 'é']);
+    expect(runner.bulkTakes).toBe(1);
+  });
+
+  it('is preferred over process_batch when both are exported', async () => {
+    // process_batch traps: any call to it would show as a fallback and a re-instantiation.
+    const trapping = await watModule(
+      fullGuestWat({ packed: {}, records: false }).replace(
+        '(func (export "process_batch_packed")',
+        '(func (export "process_batch") (param i32 i32 i32) (result i32) unreachable)\n    (func (export "process_batch_packed")',
+      ),
+    );
+    const runner = new PluginRunner(trapping);
+    const outcome = runner.processBatch(layout(['a', 'M']).data, layout(['a', 'M']).offsets);
+    expect(texts(outcome)).toEqual(['a', 'one', 'two']);
+    expect([runner.batchFallbacks, runner.reinstantiations]).toEqual([0, 0]);
+    const v1 = new PluginRunner(trapping, { usePackedBatch: false });
+    v1.processBatch(layout(['a']).data, layout(['a']).offsets);
+    expect([v1.batchFallbacks, v1.reinstantiations]).toEqual([1, 1]);
+  });
+
+  it('redoes a trapping batch line by line on a fresh instance, failing only the poison line', () => {
+    const lines = ['a', 'T poison', 'M', 'b'];
+    const runner = new PluginRunner(packedOnly);
+    const outcome = runner.processBatch(layout(lines).data, layout(lines).offsets);
+    expect(outcome.batched).toBeUndefined();
+    expect(runner.batchFallbacks).toBe(1);
+    expect(texts(outcome)).toEqual(['a', 'T poison', 'one', 'two', 'b']);
+    expect(outcome.failures).toEqual([{ index: 1, code: 'trap' }]);
+    expect(runner.reinstantiations).toBe(2);
+  });
+
+  it('handles a batch whose offsets do not start at 0 (a view into a larger batch)', () => {
+    const whole = layout(['skip', 'M', 'keep é']);
+    const outcome = new PluginRunner(packedOnly).processBatch(whole.data, whole.offsets.subarray(1));
+    expect(outcome.batched).toBe(true);
+    expect(texts(outcome)).toEqual(['one', 'two', 'keep é']);
+  });
+
+  it('is listed among the exports, with its arity checked', async () => {
+    const wrongArity = await watModule(
+      guestWat(ECHO_BODY, { extra: '(func (export "process_batch_packed") (param i32 i32) (result i32) (i32.const 0))' }),
+    );
+    let caught: unknown;
+    try {
+      new PluginRunner(wrongArity, { label: 'transforms.t' });
+    } catch (error) {
+      caught = error;
+    }
+    expect((caught as PluginAbiError).code).toBe('LOGWASM_PLUGIN_ABI');
+    expect((caught as PluginAbiError).message).toContain('function "process_batch_packed" takes 2 parameters, expected 3');
+  });
+});
+
+function multibyte(bytes: number): string {
+  return 'é日x'.repeat(Math.ceil(bytes / 6));
+}
 
 describe('output checks', () => {
   it('fails output longer than max_output_bytes, keeping the instance', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PluginAbiError } from '../src/errors.js';
 import { INPUT_BUFFER_STEP, PluginRunner, type BatchOutcome } from '../src/wasm-memory/runner.js';
-import { ECHO_BODY, guestWat, watModule } from './support/wasm-wat.js';
+import { ECHO_BODY, guestWat, staticPackedWat, watModule } from './support/wasm-wat.js';
 
 const encoder = new TextEncoder();
 
@@ -121,6 +121,20 @@ describe('PluginRunner over a well-behaved guest', () => {
     expect(texts(outcome)).toEqual(['x1', 'x2']);
   });
 
+  it('checks UTF-8 record by record in a process_batch_packed result, even where the records joined would be valid', async () => {
+    // The same two records as above, "a\xC3" and "\xA9b", as statuses [0, 0], offsets [0, 2, 4].
+    const runner = new PluginRunner(await watModule(staticPackedWat([0, 0, 0, 2, 4], 'a\xc3\xa9b')));
+    const { data, offsets } = batch(['x1', 'x2']);
+    const outcome = runner.processBatch(data, offsets);
+    expect(outcome.batched).toBe(true);
+    expect(runner.bulkTakes).toBe(0);
+    expect(outcome.failures).toEqual([
+      { index: 0, code: 'bad_utf8' },
+      { index: 1, code: 'bad_utf8' },
+    ]);
+    expect(texts(outcome)).toEqual(['x1', 'x2']);
+  });
+
   it('handles a batch whose data is a view into a larger buffer, and an empty batch', async () => {
     const runner = new PluginRunner(await watModule(guestWat(ECHO_BODY)));
     const whole = encoder.encode('XXXXhelloworldYYYY');
@@ -226,6 +240,58 @@ describe('PluginRunner statuses and failure policy', () => {
     expect(linesOf(outcome)).toEqual([encoder.encode('before'), big, encoder.encode('after')]);
     expect(outcome.failures).toEqual([{ index: 1, code: 'alloc_failed' }]);
     expect(runner.inputBufferCapacity).toBe(INPUT_BUFFER_STEP);
+  });
+});
+
+describe('a malformed process_batch_packed result', () => {
+  // Every guest here echoes through process_log and answers any batch with one fixed area; the
+  // batch has two lines, so the area should be statuses [s0, s1], offsets [0, o1, o2], data.
+  const lines = ['x1', 'é2'];
+
+  async function outcomeOf(wat: string): Promise<{ outcome: BatchOutcome; runner: PluginRunner }> {
+    const runner = new PluginRunner(await watModule(wat));
+    expect(runner.batchLayout).toBe('packed');
+    return { outcome: runner.processBatch(batch(lines).data, batch(lines).offsets), runner };
+  }
+
+  it('is used when well formed (the control for the cases below)', async () => {
+    const { outcome, runner } = await outcomeOf(staticPackedWat([0, 0, 0, 2, 4], 'abcd'));
+    expect(texts(outcome)).toEqual(['ab', 'cd']);
+    expect([outcome.batched, runner.batchFallbacks, runner.bulkTakes]).toEqual([true, 0, 1]);
+  });
+
+  it.each([
+    ['offsets that decrease', staticPackedWat([0, 0, 0, 3, 2], 'ab')],
+    ['an offset past the area', staticPackedWat([0, 0, 0, 2, 9], 'abcd')],
+    ['a last offset short of the area', staticPackedWat([0, 0, 0, 1, 2], 'abcd')],
+    ['a first offset that is not 0', staticPackedWat([0, 0, 1, 2, 4], 'abcd')],
+    ['an area shorter than its header', staticPackedWat([0, 0, 0, 2, 4], 'abcd', { len: 16 })],
+    ['an area past the end of memory', staticPackedWat([0, 0, 0, 2, 4], 'abcd', { ptr: 65530 })],
+    ['an area wrapping around the address space', staticPackedWat([0, 0, 0, 2, 4], 'abcd', { ptr: -16, len: 32 })],
+    ['an area laid out for three records', staticPackedWat([0, 0, 0, 0, 1, 2, 3], 'abc')],
+    ['an area laid out for one record', staticPackedWat([0, 0, 2], 'ab')],
+  ])('%s: the batch is redone line by line, nothing lost', async (_name, wat) => {
+    const { outcome, runner } = await outcomeOf(wat);
+    expect(outcome.batched).toBeUndefined();
+    expect(runner.batchFallbacks).toBe(1);
+    expect(outcome.failures).toEqual([]);
+    expect(texts(outcome)).toEqual(lines);
+  });
+
+  it('applies mixed statuses record by record, as process_log would', async () => {
+    // drop (len 0), error "no", emit several "p\nq", emit "é" cut after its first byte, unknown 9.
+    const lines5 = ['a', 'b', 'c', 'd', 'e'];
+    const runner = new PluginRunner(await watModule(staticPackedWat([1, 2, 3, 0, 9, 0, 0, 2, 5, 6, 6], 'nop\nq\xc3')));
+    const outcome = runner.processBatch(batch(lines5).data, batch(lines5).offsets);
+    expect(outcome.batched).toBe(true);
+    expect(texts(outcome)).toEqual(['b', 'p', 'q', 'd', 'e']);
+    expect(outcome.dropped).toBe(1);
+    expect(outcome.failures).toEqual([
+      { index: 1, code: 'plugin_error' },
+      { index: 3, code: 'bad_utf8' },
+      { index: 4, code: 'bad_status' },
+    ]);
+    expect(outcome.firstError).toContain('no');
   });
 });
 

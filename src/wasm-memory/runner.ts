@@ -274,6 +274,8 @@ export class PluginRunner implements BatchRunner {
   reinstantiations = 0;
   /** How many `process_batch` calls failed and were redone line by line: for tests. */
   batchFallbacks = 0;
+  /** How many `process_batch_packed` results were taken in one piece (no per-record handling): for tests. */
+  bulkTakes = 0;
 
   /**
    * Validates and instantiates `module`, calling its `init` when exported; throws PluginAbiError
@@ -610,6 +612,7 @@ export class PluginRunner implements BatchRunner {
       // Not zeroed first (allocUnsafeSlow, a buffer of its own): every byte is written.
       const finished = new Uint8Array(Buffer.allocUnsafeSlow(dataLen).buffer, 0, dataLen);
       finished.set(packed);
+      this.bulkTakes++;
       return { data: finished, offsets: header.slice(count, headerWords) };
     }
     const records: BatchRecord[] = new Array<BatchRecord>(count);
