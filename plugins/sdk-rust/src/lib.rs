@@ -12,9 +12,10 @@
 //! ```
 //!
 //! The macro exports the whole ABI: `alloc`/`dealloc`, `init` (options JSON), `process_log`,
-//! `process_batch`, `process_batch_packed`, `logwasm_result` and `logwasm_abi_version`. The SDK owns every buffer the
-//! host reads: output is moved into a static buffer that lives until the next call, so a plugin
-//! cannot hand the host a pointer into freed memory (the bug of the sketch ABI v1 replaced).
+//! `process_batch`, `process_batch_packed`, `logwasm_result` and `logwasm_abi_version`. The SDK
+//! owns every buffer the host reads: output is moved into a static buffer that lives until the
+//! next call, so a plugin cannot hand the host a pointer into freed memory (the bug of the sketch
+//! ABI v1 replaced).
 //! Build with `panic = "abort"`: a panic is a trap, which the host isolates to the one line.
 
 /// What a plugin does with one line.
