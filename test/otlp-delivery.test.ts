@@ -210,6 +210,31 @@ describe('Delivery', () => {
     await done;
   });
 
+  it('a write larger than maxPending does not wait for the batch timeout behind a partial request', async () => {
+    const { calls, send } = manualSend();
+    const delivery = new Delivery(send, options(), recorder().events);
+    // 7 records, maxEvents 3: two requests and one record left for a partial one.
+    const first = delivery.write([1, 2, 3, 4, 5, 6, 7]);
+    // 1 buffered + 7 > maxPending 6: this write can only go in once the queue is empty, which
+    // the buffered record would delay until the (hour-long) batch timeout.
+    const second = delivery.write([8, 9, 10, 11, 12, 13, 14]);
+    await pollUntil('the first two requests', () => calls.length === 2 || undefined);
+    for (const call of calls.splice(0)) call.answer({ status: 'sent' });
+    await pollUntil('the partial request, sent without waiting for the timeout', () => calls.length === 1 || undefined, {
+      describe: () => `${calls.length} calls`,
+    });
+    expect(calls[0]!.records).toEqual([7]);
+    calls[0]!.answer({ status: 'sent' });
+    await first;
+    await pollUntil('the second write\'s requests', () => calls.length === 3 || undefined, { describe: () => `${calls.length} calls` });
+    expect(calls.map((c) => c.records)).toEqual([[7], [8, 9, 10], [11, 12, 13]]);
+    for (const call of calls.slice(1)) call.answer({ status: 'sent' });
+    const stopped = delivery.stop();
+    await pollUntil('the last record', () => calls.length === 4 || undefined);
+    calls[3]!.answer({ status: 'sent' });
+    await Promise.all([second, stopped]);
+  });
+
   it('whenFull = drop_newest: a write that does not fit is dropped at once and reported; nothing waits', async () => {
     const { calls, send } = manualSend();
     const dropped: number[] = [];

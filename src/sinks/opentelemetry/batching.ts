@@ -241,7 +241,7 @@ export class Delivery<S> {
       this.bufferBytes += bytes;
     }
     while (this.bufferCount >= this.options.maxEvents || this.bytesFull()) this.cut(this.options.maxEvents);
-    if (this.stopping || this.expedited) this.flush();
+    if (this.stopping || this.expedited || this.bufferBlocksWaiter()) this.flush();
     this.armBatchTimer();
     this.pump();
   }
@@ -292,7 +292,25 @@ export class Delivery<S> {
       this.pendingCount += count;
       return Promise.resolve(true);
     }
-    return new Promise((admit) => this.waiters.push({ count, admit }));
+    const admitted = new Promise<boolean>((admit) => this.waiters.push({ count, admit }));
+    if (this.bufferBlocksWaiter()) {
+      this.flush();
+      this.armBatchTimer();
+      this.pump();
+    }
+    return admitted;
+  }
+
+  /**
+   * True when the first waiting write would not fit even once every request already cut is done,
+   * because of the records buffered for a partial request. Those wait for more records, which
+   * wait for room: without sending them now, both would wait for the batch timeout (a write larger
+   * than `maxPending`, e.g. a source batch of 1000 lines with `batch.max_events = 100`, went one per
+   * `batch.timeout_secs`).
+   */
+  private bufferBlocksWaiter(): boolean {
+    const first = this.waiters[0];
+    return first !== undefined && this.bufferCount > 0 && this.bufferCount + first.count > this.options.maxPending;
   }
 
   /** A write bigger than `maxPending` still goes in once the queue is empty. */
