@@ -33,6 +33,8 @@ describe('logwasm plugin inspect', () => {
       expect.arrayContaining([
         { name: 'memory', kind: 'memory' },
         { name: 'process_log', kind: 'function', params: 2 },
+        { name: 'process_batch', kind: 'function', params: 3 },
+        { name: 'process_batch_packed', kind: 'function', params: 3 },
         { name: 'alloc', kind: 'function', params: 1 },
       ]),
     );
