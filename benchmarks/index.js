@@ -290,6 +290,40 @@ async function runMicro(corpus, only, quick) {
   return results;
 }
 
+/** Rounds of the paired wasm stage / native measurement the wasm-vs-native target reads. */
+export const PAIRED_ROUNDS = 7;
+
+/**
+ * The wasm stage (micro `wasm_stage`, one pass after a warm-up) and the native plugin's loop,
+ * measured alternately, `rounds` times each. The `native` reference row and the micro row run
+ * minutes apart, and this VM's speed drifts by up to 2x within minutes (the same pass of either
+ * varied 1.6x between runs a minute apart): their ratio measured the drift as much as wasm. Noise
+ * here only ever adds time, so the target reads the ratio of each side's fastest round, as
+ * timeit-style micro benchmarks do; every round is reported beside it.
+ */
+async function runWasmVsNative(corpus, workDir, rounds) {
+  if (!existsSync(NATIVE_BIN)) return { skipped: 'the native reference was not built (needs the native row)' };
+  const results = [];
+  for (let i = 0; i < rounds; i++) {
+    log(`wasm vs native: round ${i + 1}/${rounds}`);
+    const native = await runMeasured(NATIVE_BIN, [corpus.file], { tmpDir: workDir });
+    let nativeSeconds;
+    try {
+      nativeSeconds = JSON.parse(native.stdout.trim()).seconds;
+    } catch {
+      return { skipped: `native run failed: ${native.stderr.trim().slice(0, 200)}` };
+    }
+    const micro = spawnSync(process.execPath, [join(BENCH, 'micro.js'), corpus.file, '--only', 'wasm_stage', '--passes', '1'], { cwd: ROOT, encoding: 'utf8' });
+    if (micro.status !== 0) return { skipped: `micro.js failed: ${micro.stderr.trim().split('\n').slice(-3).join(' | ')}` };
+    const wasmSeconds = JSON.parse(micro.stdout).results.find((r) => r.name === 'wasm_stage')?.seconds;
+    if (wasmSeconds === undefined) return { skipped: 'micro.js did not report wasm_stage' };
+    results.push({ nativeSeconds, wasmSeconds, ratio: wasmSeconds / nativeSeconds });
+  }
+  const nativeSeconds = Math.min(...results.map((r) => r.nativeSeconds));
+  const wasmSeconds = Math.min(...results.map((r) => r.wasmSeconds));
+  return { rounds: results, ratio: wasmSeconds / nativeSeconds, nativeSeconds, wasmSeconds };
+}
+
 /** 1,000 tailed files, nothing written: logwasm's CPU % over IDLE_SECONDS. */
 async function runIdle(workDir, quick) {
   if (!existsSync(CLI)) return { skipped: 'dist/cli.js missing: run npm run build' };
@@ -407,6 +441,9 @@ async function main() {
     for (const kase of E2E_CASES) if (want(kase.name)) results.e2e.push(await runE2e(kase, results.corpus, workDir, options.runs, receiver));
     if (want('profile')) results.profile = await runProfile(results.corpus, workDir, receiver);
     if (want(MICRO) || microOnly.length > 0) results.micro = await runMicro(results.corpus, want(MICRO) ? undefined : new Set(microOnly), options.quick);
+    if (want('native') && (want(MICRO) || microOnly.includes('wasm_stage'))) {
+      results.wasmVsNative = await runWasmVsNative(results.corpus, workDir, options.quick ? 1 : PAIRED_ROUNDS);
+    }
     if (want('idle')) {
       log(`idle: ${IDLE_FILES} files`);
       results.idle = await runIdle(workDir, options.quick);

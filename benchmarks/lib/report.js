@@ -111,7 +111,15 @@ export function renderMarkdown(results) {
   }
   const stage = results.micro.find((r) => r.name === 'wasm_stage' && r.skipped === undefined);
   const native = refs.get('native');
-  if (stage !== undefined && native?.loopSeconds) {
+  const paired = results.wasmVsNative;
+  if (paired !== undefined && paired.skipped === undefined) {
+    targetRows.push([
+      'wasm stage alone vs the same plugin native, per line',
+      `${fmt(paired.ratio)}× (fastest of ${paired.rounds.length} alternating rounds each: ${fmt((paired.wasmSeconds / lines) * 1e9, 0)} vs ${fmt((paired.nativeSeconds / lines) * 1e9, 0)} ns/line; per-round ratios ${paired.rounds.map((r) => `${fmt(r.ratio)}×`).join(', ')})`,
+      `≤ ${t.wasmVsNative}×`,
+      paired.ratio <= t.wasmVsNative,
+    ]);
+  } else if (stage !== undefined && native?.loopSeconds) {
     const perLineRatio = stage.seconds / native.loopSeconds;
     targetRows.push([
       'wasm stage alone vs the same plugin native, per line',
