@@ -235,6 +235,25 @@ describe('Delivery', () => {
     await Promise.all([second, stopped]);
   });
 
+  it('a write resolves true only when every request carrying its records was sent', async () => {
+    const { calls, send } = manualSend();
+    const delivery = new Delivery(send, options({ retry: { maxRetries: 0, initialBackoffMs: 1, maxBackoffMs: 1 } }), recorder().events);
+    const sent = delivery.write([1, 2, 3]);
+    await pollUntil('the first request', () => calls.length === 1 || undefined);
+    calls[0]!.answer({ status: 'sent' });
+    expect(await sent).toBe(true);
+    // Two requests: [4, 5, 6] now, [7] at stop.
+    const split = delivery.write([4, 5, 6, 7]);
+    await pollUntil('the second request', () => calls.length === 2 || undefined);
+    calls[1]!.answer({ status: 'retry', reason: 'HTTP 503' }); // no retries left: given up
+    const stopped = delivery.stop();
+    await pollUntil('the last record', () => calls.length === 3 || undefined);
+    calls[2]!.answer({ status: 'sent' });
+    expect(await split).toBe(false); // 3 records sent, 1 given up
+    await stopped;
+    expect(await delivery.write([8])).toBe(false); // after stop: undelivered
+  });
+
   it('whenFull = drop_newest: a write that does not fit is dropped at once and reported; nothing waits', async () => {
     const { calls, send } = manualSend();
     const dropped: number[] = [];

@@ -1,7 +1,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { batchFromLines, type BatchMeta } from '../src/event.js';
 import { BatchEncoder, entrySize, framedAsRequest, requestBody } from '../src/sinks/opentelemetry/encode.js';
-import { EncodePool, type FallbackReason } from '../src/sinks/opentelemetry/pool.js';
+import { EncodePool, releaseEncoded, type FallbackReason } from '../src/sinks/opentelemetry/pool.js';
 
 const encoder = new TextEncoder();
 const META: BatchMeta = {
@@ -43,6 +43,26 @@ describe('EncodePool', () => {
       expect(entrySize({ batch: encoded, from, to })).toBe(entrySize({ batch: local, from, to }));
     }
     expect(fallbacks).toEqual([]);
+  });
+
+  it('releaseEncoded detaches the buffers of a batch a worker encoded, once, and leaves main-thread encodings alone', async () => {
+    const { pool: p } = pool();
+    await p.start();
+    const encoded = await p.encode(batch(['{"msg":"a"}', 'b']));
+    const { bytes, offsets } = encoded;
+    expect(bytes.byteLength).toBeGreaterThan(0);
+    releaseEncoded(encoded);
+    expect(bytes.buffer.byteLength).toBe(0);
+    expect(offsets.buffer.byteLength).toBe(0);
+    releaseEncoded(encoded); // a second call has nothing left to do and does not throw
+
+    // A main-thread encoding may sit in a pooled buffer shared with other Buffers: never detached.
+    const { pool: inline } = pool({ filename: '/nonexistent/logwasm-otlp-worker.js' });
+    await inline.start();
+    const local = await inline.encode(batch(['x']));
+    const size = local.bytes.buffer.byteLength;
+    releaseEncoded(local);
+    expect(local.bytes.buffer.byteLength).toBe(size);
   });
 
   it('without a worker script every batch is encoded on the main thread, and each one is reported', async () => {

@@ -89,7 +89,9 @@ export interface DeliveryEvents {
 
 interface Ticket {
   remaining: number;
-  resolve: () => void;
+  /** Set once any of the write's records ended other than sent. */
+  failed: boolean;
+  resolve: (allSent: boolean) => void;
 }
 
 /** `count` records of one write. */
@@ -168,8 +170,11 @@ export class Delivery<S> {
     return this.pendingCount;
   }
 
-  /** Resolves when every record of `segment` is delivered or given up on. Never rejects. */
-  write(segment: S): Promise<void> {
+  /**
+   * Resolves when every record of `segment` is delivered or given up on: true when every one was
+   * sent (the collector answered 2xx to every request carrying them). Never rejects.
+   */
+  write(segment: S): Promise<boolean> {
     return this.writeLater(this.ops.count(segment), () => segment);
   }
 
@@ -179,25 +184,25 @@ export class Delivery<S> {
    * segments enter the queue in the order their writes were admitted, whatever order they are
    * produced in. `produce` should not reject; if it does, the records are reported as rejected.
    */
-  async writeLater(count: number, produce: () => S | Promise<S>): Promise<void> {
-    if (count === 0) return;
+  async writeLater(count: number, produce: () => S | Promise<S>): Promise<boolean> {
+    if (count === 0) return true;
     if (this.stopped) {
       this.events.undelivered(count, 'written after the sink stopped');
-      return;
+      return false;
     }
     if (this.options.whenFull === 'drop_newest' && !(this.waiters.length === 0 && this.hasSpaceFor(count))) {
       this.events.dropped?.(count);
-      return;
+      return false;
     }
     // The records' place in the queue is reserved here (counted in `pending`) before they are made.
     const reserved = await this.reserve(count);
     if (!reserved || this.stopped) {
       if (reserved) this.pendingCount -= count;
       this.events.undelivered(count, 'written after the sink stopped');
-      return;
+      return false;
     }
-    await new Promise<void>((resolve) => {
-      const arrival: Arrival<S> = { count, segment: undefined, ready: false, ticket: { remaining: count, resolve } };
+    return new Promise<boolean>((resolve) => {
+      const arrival: Arrival<S> = { count, segment: undefined, ready: false, ticket: { remaining: count, failed: false, resolve } };
       this.arrivals.push(arrival);
       let made: Promise<S>;
       try {
@@ -227,12 +232,12 @@ export class Delivery<S> {
       if (this.stopped) {
         // Abandoned while being produced (a failure then is the stop's doing, e.g. a closed pool).
         this.events.undelivered(arrival.count, 'the sink stopped before they were delivered');
-        this.release([{ ticket: arrival.ticket, count: arrival.count }]);
+        this.release([{ ticket: arrival.ticket, count: arrival.count }], false);
         continue;
       }
       if (arrival.segment === undefined) {
         this.events.rejected(arrival.count, `could not encode: ${arrival.failure ?? 'no segment produced'}`);
-        this.release([{ ticket: arrival.ticket, count: arrival.count }]);
+        this.release([{ ticket: arrival.ticket, count: arrival.count }], false);
         continue;
       }
       const bytes = this.bytesOf(arrival.segment);
@@ -453,17 +458,17 @@ export class Delivery<S> {
     const count = request.count;
     if (outcome.status === 'sent') {
       this.events.sent(count);
-      this.finish(request);
+      this.finish(request, true);
       return;
     }
     if (outcome.status === 'rejected') {
       this.events.rejected(count, outcome.reason);
-      this.finish(request);
+      this.finish(request, false);
       return;
     }
     if (request.attempts > this.options.retry.maxRetries) {
       this.events.rejected(count, `gave up after ${request.attempts} attempts: ${outcome.reason}`);
-      this.finish(request);
+      this.finish(request, false);
       return;
     }
     const delayMs = Math.max(this.backoff(request.attempts), this.notBefore - Date.now());
@@ -492,17 +497,18 @@ export class Delivery<S> {
     return Math.min(maxBackoffMs, Math.round(base * (0.5 + this.random())));
   }
 
-  private finish(request: Request<S>): void {
+  private finish(request: Request<S>, sent: boolean): void {
     this.inFlight.delete(request);
-    this.release(request.owners);
+    this.release(request.owners, sent);
     this.pump();
   }
 
-  private release(owners: readonly Share[]): void {
+  private release(owners: readonly Share[], sent: boolean): void {
     for (const { ticket, count } of owners) {
       ticket.remaining -= count;
+      if (!sent) ticket.failed = true;
       this.pendingCount -= count;
-      if (ticket.remaining === 0) ticket.resolve();
+      if (ticket.remaining === 0) ticket.resolve(!ticket.failed);
     }
     this.admitWaiters();
     if (this.isIdle()) for (const resolve of this.idleWaiters.splice(0)) resolve();
@@ -522,7 +528,7 @@ export class Delivery<S> {
       request.abandoned = true;
       if (request.timer !== undefined) clearTimeout(request.timer);
       this.events.undelivered(request.count, reason);
-      this.release(request.owners);
+      this.release(request.owners, false);
     }
     if (this.bufferCount > 0) {
       const owners = this.buffer.map((entry) => ({ ticket: entry.ticket, count: entry.count }));
@@ -531,7 +537,7 @@ export class Delivery<S> {
       this.bufferCount = 0;
       this.bufferBytes = 0;
       this.events.undelivered(count, reason);
-      this.release(owners);
+      this.release(owners, false);
     }
     // Writes still being produced are released as they arrive (admitArrivals sees `stopped`).
     // Writes still waiting for space are turned away: they report themselves as undelivered.

@@ -18,7 +18,7 @@ import type { LineBatch } from '../../event.js';
 import type { Telemetry } from '../../telemetry.js';
 import { Delivery, type SegmentOps, type Send, type SendOutcome } from './batching.js';
 import { jsonEntrySize, jsonRequestBody } from './encode-json.js';
-import { entrySize, requestBody, sliceCount, type EncodedSlice } from './encode.js';
+import { entrySize, requestBody, sliceCount, type EncodedBatch, type EncodedSlice } from './encode.js';
 import {
   otlpEncodedOnMainThread,
   otlpEncoderWithoutWasm,
@@ -30,7 +30,7 @@ import {
   otlpSinkDisabled,
 } from './events.js';
 import { parseMappingConfig, type OtlpMapping } from './mapping.js';
-import { EncodePool } from './pool.js';
+import { EncodePool, releaseEncoded } from './pool.js';
 import { wasmEncoderProblem, wasmEncoderSupports } from './wasm-encoder.js';
 import {
   otlpBufferDropped,
@@ -581,7 +581,15 @@ export class OpentelemetrySink implements Sink {
     const { delivery, pool } = this;
     if (delivery === undefined || pool === undefined || count === 0) return;
     // Room in the queue is reserved before encoding, so backpressure holds before the work is done.
-    await delivery.writeLater(count, async () => ({ batch: await pool.encode(batch), from: 0, to: count }));
+    let encoded: EncodedBatch | undefined;
+    const allSent = await delivery.writeLater(count, async () => {
+      encoded = await pool.encode(batch);
+      return { batch: encoded, from: 0, to: count };
+    });
+    // The collector answered 2xx to every request carrying these bytes, so it read them all and no
+    // socket write still points into them. (A request given up on, or abandoned at a stop
+    // deadline, may still be writing: its bytes are left to the GC.)
+    if (allSent && encoded !== undefined) releaseEncoded(encoded);
   }
 
   /** Sources stopped reading: partial requests go out now, not at `batch.timeout_secs`. */
