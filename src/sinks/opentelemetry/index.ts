@@ -68,8 +68,12 @@ export const DEFAULT_OTLP_CODEC: OtlpCodec = 'protobuf';
 export const DEFAULT_OTLP_COMPRESSION: OtlpCompression = 'none';
 /** `service_name`: the `service.name` resource attribute of every record. */
 export const DEFAULT_SERVICE_NAME = 'logwasm';
-/** `batch.max_events`: most records in one export request. */
-export const DEFAULT_BATCH_MAX_EVENTS = 1000;
+/**
+ * `batch.max_events`: most records in one export request. Vector sets no limit here (only
+ * `max_bytes`); this one is the file source's batch size (MAX_BATCH_LINES), so that a source batch
+ * is sent as one request without a copy, and a request never holds several batches' bodies.
+ */
+export const DEFAULT_BATCH_MAX_EVENTS = 2000;
 /**
  * `batch.max_bytes`: most bytes of one request body, before compression (Vector's default for its
  * HTTP-based sinks). A single record bigger than this is sent alone.
