@@ -268,6 +268,7 @@ class WasmTransform implements Transform {
   private reloadAgain = false;
   private readonly retiring = new Set<Promise<void>>();
   private readonly copies = new CopyPool();
+  private readonly slots: TaskSlots;
 
   constructor(
     private readonly config: WasmTransformConfig,
@@ -275,6 +276,7 @@ class WasmTransform implements Transform {
   ) {
     this.label = `transforms.${context.id}`;
     this.initOptions = JSON.stringify(config.options);
+    this.slots = new TaskSlots(config.poolSize * TASKS_PER_WORKER);
   }
 
   async start(): Promise<void> {
@@ -401,11 +403,13 @@ class WasmTransform implements Transform {
     // a larger or shared buffer is copied first, since transferring would take its neighbours.
     // The copy kept here is what a dying or hung worker cannot give back: without it, such a
     // batch would be lost. One memcpy per batch into a reused buffer (CopyPool); see docs/plugin-abi.md.
+    await this.slots.acquire();
     const original = this.copies.take(batch.data, batch.offsets);
     try {
       return await this.runKept(pool, batch, original, count, meta);
     } finally {
       this.copies.give(original);
+      this.slots.release();
     }
   }
 
@@ -492,8 +496,37 @@ class WasmTransform implements Transform {
 }
 
 /**
- * How many spare buffers CopyPool keeps. In steady state one is in use per batch in flight in the
- * transform, which the sources bound (16 batches per file source); spares past this are dropped.
+ * Batches handed to the pool at once, per worker: two keep a worker busy (the next one is queued
+ * when one finishes). The others wait in `TaskSlots` with their own buffers instead of in
+ * piscina's queue with a kept copy each: with a source's 16 batches of 2000 lines in flight, the
+ * copies were ~7 MiB of peak RSS.
+ */
+export const TASKS_PER_WORKER = 2;
+
+/** A counting semaphore, first come first served. */
+class TaskSlots {
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private free: number) {}
+
+  acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next !== undefined) next();
+    else this.free++;
+  }
+}
+
+/**
+ * How many spare buffers CopyPool keeps at most. One is in use per batch handed to the pool
+ * (TASKS_PER_WORKER per worker); spares past this are dropped.
  */
 export const COPY_POOL_SPARES = 16;
 /** CopyPool buffer sizes are multiples of this, so that batches of similar size share buffers. */
