@@ -25,7 +25,7 @@ import { parsePrometheusText } from './support/prom-text.js';
 
 /** Bytes of each line, newline included. */
 const LINE_BYTES = 200;
-const TOTAL = 160_000;
+const TOTAL = 80_000;
 /** Lines the file source may have read beyond what was acknowledged (see above). */
 const BOUND = MAX_IN_FLIGHT_BATCHES * MAX_BATCH_LINES + 2 * Math.ceil(READ_CHUNK_BYTES / LINE_BYTES);
 

@@ -498,8 +498,8 @@ class WasmTransform implements Transform {
 /**
  * Batches handed to the pool at once, per worker: two keep a worker busy (the next one is queued
  * when one finishes). The others wait in `TaskSlots` with their own buffers instead of in
- * piscina's queue with a kept copy each: with a source's 16 batches of 2000 lines in flight, the
- * copies were ~7 MiB of peak RSS.
+ * piscina's queue with a kept copy each: with 16 batches of 2000 lines in flight, the copies
+ * were ~7 MiB of peak RSS.
  */
 export const TASKS_PER_WORKER = 2;
 
