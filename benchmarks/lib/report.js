@@ -144,7 +144,9 @@ export function renderMarkdown(results) {
     const i = results.idle;
     targetRows.push([
       `Idle CPU, ${fmtInt(i.files ?? 1000)} tailed files, nothing written`,
-      i.skipped !== undefined ? `skipped: ${i.skipped}` : `${fmt(i.cpuPercent)} % over ${fmt(i.seconds, 1)} s (RSS ${mib(i.rssKiB)} MiB)`,
+      i.skipped !== undefined
+        ? `skipped: ${i.skipped}`
+        : `${fmt(i.cpuPercent)} % over ${fmt(i.seconds, 1)} s (RSS ${mib(i.rssKiB)} MiB; start-up settled ${fmt(i.settleSeconds, 0)} s after \`started\`)`,
       `< ${t.idleCpuPercent} %`,
       i.skipped !== undefined ? undefined : i.cpuPercent < t.idleCpuPercent,
     ]);
