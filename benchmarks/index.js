@@ -301,31 +301,46 @@ async function runMicro(corpus, only, quick) {
 export const PAIRED_ROUNDS = 7;
 
 /**
- * The wasm stage (micro `wasm_stage`, one pass after a warm-up) and the native plugin's loop,
- * measured right after each other, `rounds` times. The `native` reference row and the micro row
- * run minutes apart, and this VM's speed drifts by up to 2x within minutes (the same pass of
- * either varied 1.6x between runs a minute apart): their ratio measured the drift as much as
- * wasm. The target reads the median of the per-round ratios; each side's fastest round is
- * reported too. (The ratio of the fastest rounds was tried first: one lucky native round, not
- * matched by a wasm round under the same conditions, moved it by 0.3.)
+ * The wasm stage (micro `wasm_stage`, one pass after a warm-up) between two runs of the native
+ * plugin's loop, `rounds` times; each round's ratio is wasm over the mean of its two natives.
+ * The `native` reference row and the micro row run minutes apart, and this VM's speed drifts by
+ * up to 2x within minutes (the same pass of either varied 1.6x between runs a minute apart):
+ * their ratio measured the drift as much as wasm. The target reads the median of the per-round
+ * ratios; each side's fastest round is reported too. (The ratio of the fastest rounds was tried
+ * first: one lucky native round, not matched by a wasm round under the same conditions, moved it
+ * by 0.3.)
  */
 async function runWasmVsNative(corpus, workDir, rounds) {
   if (!existsSync(NATIVE_BIN)) return { skipped: 'the native reference was not built (needs the native row)' };
-  const results = [];
-  for (let i = 0; i < rounds; i++) {
-    log(`wasm vs native: round ${i + 1}/${rounds}`);
-    const native = await runMeasured(NATIVE_BIN, [corpus.file], { tmpDir: workDir });
-    let nativeSeconds;
+  const nativeLoop = async () => {
+    const run = await runMeasured(NATIVE_BIN, [corpus.file], { tmpDir: workDir });
     try {
-      nativeSeconds = JSON.parse(native.stdout.trim()).seconds;
+      return JSON.parse(run.stdout.trim()).seconds;
     } catch {
-      return { skipped: `native run failed: ${native.stderr.trim().slice(0, 200)}` };
+      throw new Error(`native run failed: ${run.stderr.trim().slice(0, 200)}`);
     }
+  };
+  const wasmStage = () => {
     const micro = spawnSync(process.execPath, [join(BENCH, 'micro.js'), corpus.file, '--only', 'wasm_stage', '--passes', '1'], { cwd: ROOT, encoding: 'utf8' });
-    if (micro.status !== 0) return { skipped: `micro.js failed: ${micro.stderr.trim().split('\n').slice(-3).join(' | ')}` };
-    const wasmSeconds = JSON.parse(micro.stdout).results.find((r) => r.name === 'wasm_stage')?.seconds;
-    if (wasmSeconds === undefined) return { skipped: 'micro.js did not report wasm_stage' };
-    results.push({ nativeSeconds, wasmSeconds, ratio: wasmSeconds / nativeSeconds });
+    if (micro.status !== 0) throw new Error(`micro.js failed: ${micro.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    const seconds = JSON.parse(micro.stdout).results.find((r) => r.name === 'wasm_stage')?.seconds;
+    if (seconds === undefined) throw new Error('micro.js did not report wasm_stage');
+    return seconds;
+  };
+  const results = [];
+  try {
+    for (let i = 0; i < rounds; i++) {
+      log(`wasm vs native: round ${i + 1}/${rounds}`);
+      // Native before and after the wasm pass: a drift in the machine's speed during the round
+      // moves both sides of the ratio alike instead of only one.
+      const before = await nativeLoop();
+      const wasmSeconds = wasmStage();
+      const after = await nativeLoop();
+      const nativeSeconds = (before + after) / 2;
+      results.push({ nativeSeconds, wasmSeconds, ratio: wasmSeconds / nativeSeconds });
+    }
+  } catch (error) {
+    return { skipped: error instanceof Error ? error.message : String(error) };
   }
   return {
     rounds: results,
