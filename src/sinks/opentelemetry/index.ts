@@ -73,7 +73,7 @@ export const DEFAULT_SERVICE_NAME = 'logwasm';
  * `max_bytes`); this one is the file source's batch size (MAX_BATCH_LINES), so that a source batch
  * is sent as one request without a copy, and a request never holds several batches' bodies.
  */
-export const DEFAULT_BATCH_MAX_EVENTS = 2000;
+export const DEFAULT_BATCH_MAX_EVENTS = 2500;
 /**
  * `batch.max_bytes`: most bytes of one request body, before compression (Vector's default for its
  * HTTP-based sinks). A single record bigger than this is sent alone.

@@ -36,7 +36,7 @@ export const DEFAULT_MAX_READ_BYTES = 2048;
  * that a read of typical ~200-byte lines fills whole batches of MAX_BATCH_LINES: the lines after
  * the last whole batch of a read go out as a smaller batch, and each batch costs a task on every
  * thread downstream (256 KiB reads made ~1,650 batches per million lines, 1 MiB ~1,030 with
- * 1000-line batches, ~620 with 2000).
+ * 1000-line batches, ~410 with 2500: two batches of about equal size per read of ~216-byte lines).
  */
 export const READ_CHUNK_BYTES = 1024 * 1024;
 /** Minimum time between two scans of the include globs. Vector's default. */
@@ -50,22 +50,23 @@ export const DEFAULT_HOST_KEY = 'host';
 /**
  * Most lines in one batch. Every batch costs about a millisecond of CPU across the threads it
  * crosses (two worker tasks, a request, their promises and their garbage), whatever its size: on
- * the 1M-line file_wasm_otlp benchmark, 2000 instead of 1000 took ~10 % off the wall time for
- * ~5 MiB more peak RSS (5000: ~20 % and ~20 MiB). The OTLP sink's `batch.max_events` default
- * matches it, so that a batch is one request.
+ * the 1M-line file_wasm_otlp benchmark, 2000 instead of 1000 took ~10 % off the wall time, 2500
+ * ~8 % more, each for ~5 MiB more peak RSS (5000: ~20 MiB). The OTLP sink's `batch.max_events`
+ * default matches it, so that a batch is one request.
  */
-export const MAX_BATCH_LINES = 2000;
+export const MAX_BATCH_LINES = 2500;
 /**
  * Batches of this source in flight downstream at most; when reached, reading pauses
- * (backpressure). 8 of MAX_BATCH_LINES: 16,000 lines, as many as 16 batches of 1000 were; on the
- * 1M-line benchmark 16 of 2000 ran no faster and took 5-8 MiB more peak RSS.
+ * (backpressure). 6 of MAX_BATCH_LINES: 15,000 lines, about the 16,000 that 16 batches of 1000
+ * were; on the 1M-line benchmark twice that many lines in flight ran no faster and took 5-8 MiB
+ * more peak RSS.
  */
-export const MAX_IN_FLIGHT_BATCHES = 8;
+export const MAX_IN_FLIGHT_BATCHES = 6;
 /**
  * Bytes of lines of this source in flight downstream at most; when reached, reading pauses like
- * at MAX_IN_FLIGHT_BATCHES. The batch count alone lets memory grow with line length (8 batches
- * of 2000 lines of up to max_line_bytes); this keeps peak RSS flat whatever the lines. 8 MiB is
- * about 19 batches of the benchmark's 216-byte lines, so the batch count binds first there.
+ * at MAX_IN_FLIGHT_BATCHES. The batch count alone lets memory grow with line length (6 batches
+ * of 2500 lines of up to max_line_bytes); this keeps peak RSS flat whatever the lines. 8 MiB is
+ * about 15 batches of the benchmark's 216-byte lines, so the batch count binds first there.
  */
 export const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
 /** How often open files are checked for new data, rotation and truncation, besides watch events. */
