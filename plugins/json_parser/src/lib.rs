@@ -114,24 +114,34 @@ static mut BATCH_OUTPUT: Vec<u8> = Vec::new();
 /// `ptr..ptr+len` must be readable guest memory (the host's input buffer from `alloc`).
 #[no_mangle]
 pub unsafe extern "C" fn process_batch(ptr: i32, len: i32, count: i32) -> i32 {
-    let input: &[u8] = if len <= 0 || ptr == 0 {
+    let records = batch_records(batch_input(ptr, len), count, &mut *std::ptr::addr_of_mut!(BATCH_OUTPUT), &mut *std::ptr::addr_of_mut!(OUTPUT));
+    batch_answer(records, b"process_batch: malformed batch layout or out of memory")
+}
+
+/// The input of a batch call (an empty one for a null pointer or a non-positive length).
+///
+/// # Safety
+/// `ptr..ptr+len` must be readable guest memory.
+unsafe fn batch_input<'a>(ptr: i32, len: i32) -> &'a [u8] {
+    if len <= 0 || ptr == 0 {
         &[]
     } else {
         std::slice::from_raw_parts(ptr as *const u8, len as usize)
-    };
-    match batch_records(input, count, &mut *std::ptr::addr_of_mut!(BATCH_OUTPUT), &mut *std::ptr::addr_of_mut!(OUTPUT)) {
-        Some(records) => {
-            RESULT.ptr = records.as_ptr() as u32;
-            RESULT.len = records.len() as u32;
-            0
-        }
-        None => {
-            let message: &'static [u8] = b"process_batch: malformed batch layout or out of memory";
-            RESULT.ptr = message.as_ptr() as u32;
-            RESULT.len = message.len() as u32;
-            2
-        }
     }
+}
+
+/// Points the result area at a batch call's output (status 0), or at `message` (status 2).
+///
+/// # Safety
+/// Writes the `RESULT` static; the guest is single-threaded.
+unsafe fn batch_answer(output: Option<&[u8]>, message: &'static [u8]) -> i32 {
+    let (bytes, status) = match output {
+        Some(bytes) => (bytes, 0),
+        None => (message, 2),
+    };
+    RESULT.ptr = bytes.as_ptr() as u32;
+    RESULT.len = bytes.len() as u32;
+    status
 }
 
 /// Fills `records` with one record per line of the batch layout in `input`; None when the
@@ -178,24 +188,8 @@ static mut PACKED_OUTPUT: Vec<u8> = Vec::new();
 /// `ptr..ptr+len` must be readable guest memory (the host's input buffer from `alloc`).
 #[no_mangle]
 pub unsafe extern "C" fn process_batch_packed(ptr: i32, len: i32, count: i32) -> i32 {
-    let input: &[u8] = if len <= 0 || ptr == 0 {
-        &[]
-    } else {
-        std::slice::from_raw_parts(ptr as *const u8, len as usize)
-    };
-    match packed_records(input, count, &mut *std::ptr::addr_of_mut!(PACKED_OUTPUT)) {
-        Some(area) => {
-            RESULT.ptr = area.as_ptr() as u32;
-            RESULT.len = area.len() as u32;
-            0
-        }
-        None => {
-            let message: &'static [u8] = b"process_batch_packed: malformed batch layout or out of memory";
-            RESULT.ptr = message.as_ptr() as u32;
-            RESULT.len = message.len() as u32;
-            2
-        }
-    }
+    let area = packed_records(batch_input(ptr, len), count, &mut *std::ptr::addr_of_mut!(PACKED_OUTPUT));
+    batch_answer(area, b"process_batch_packed: malformed batch layout or out of memory")
 }
 
 /// Fills `area` with the packed result for the batch layout in `input`; None when the layout
