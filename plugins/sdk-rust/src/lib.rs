@@ -232,21 +232,31 @@ pub mod rt {
         }
     }
 
+    /// A batch call's input split into its `count + 1` offsets and its data, with the count as a
+    /// usize; the error message when the layout cannot hold that many offsets.
+    fn batch_layout(all: &[u8], count: i32) -> Result<(usize, &[u8], &[u8]), &'static [u8]> {
+        let count = usize::try_from(count).map_err(|_| &b"negative count"[..])?;
+        match count.checked_add(1).and_then(|n| n.checked_mul(4)) {
+            Some(header) if header <= all.len() => {
+                let (offsets, data) = all.split_at(header);
+                Ok((count, offsets, data))
+            }
+            _ => Err(b"batch shorter than its offsets"),
+        }
+    }
+
+    /// Offset `i` of a batch's little-endian u32 offsets.
+    fn batch_offset(offsets: &[u8], i: usize) -> usize {
+        let b = &offsets[4 * i..4 * i + 4];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+    }
+
     pub unsafe fn process_batch<P: Plugin>(state: &mut Option<P>, ptr: i32, len: i32, count: i32) -> i32 {
-        let all = input(ptr, len);
-        if count < 0 {
-            return emit_owned(b"negative count".to_vec(), STATUS_ERROR);
-        }
-        let count = count as usize;
-        let header = 4 * (count + 1);
-        if all.len() < header {
-            return emit_owned(b"batch shorter than its offsets".to_vec(), STATUS_ERROR);
-        }
-        let (offsets, data) = all.split_at(header);
-        let offset = |i: usize| -> usize {
-            let b = &offsets[4 * i..4 * i + 4];
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+        let (count, offsets, data) = match batch_layout(input(ptr, len), count) {
+            Ok(layout) => layout,
+            Err(message) => return emit_owned(message.to_vec(), STATUS_ERROR),
         };
+        let offset = |i: usize| batch_offset(offsets, i);
         let plugin = match ensure(state) {
             Ok(plugin) => plugin,
             Err(message) => return emit_owned(message.into_bytes(), STATUS_ERROR),
@@ -272,26 +282,17 @@ pub mod rt {
     /// `[u32 statuses[count]] [u32 offsets[count + 1]] [data]`, which the host takes in one copy
     /// of the offsets and one of the data when every status is 0 (docs/plugin-abi.md).
     pub unsafe fn process_batch_packed<P: Plugin>(state: &mut Option<P>, ptr: i32, len: i32, count: i32) -> i32 {
-        let all = input(ptr, len);
-        let count = match usize::try_from(count) {
-            Ok(count) => count,
-            Err(_) => return emit_owned(b"negative count".to_vec(), STATUS_ERROR),
+        let (count, offsets, data) = match batch_layout(input(ptr, len), count) {
+            Ok(layout) => layout,
+            Err(message) => return emit_owned(message.to_vec(), STATUS_ERROR),
         };
-        let header = match count.checked_add(1).and_then(|n| n.checked_mul(4)) {
-            Some(header) if header <= all.len() => header,
-            _ => return emit_owned(b"batch shorter than its offsets".to_vec(), STATUS_ERROR),
-        };
-        let (offsets, data) = all.split_at(header);
-        let offset = |i: usize| -> usize {
-            let b = &offsets[4 * i..4 * i + 4];
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
-        };
+        let offset = |i: usize| batch_offset(offsets, i);
         let plugin = match ensure(state) {
             Ok(plugin) => plugin,
             Err(message) => return emit_owned(message.into_bytes(), STATUS_ERROR),
         };
-        // Statuses at 0.., offsets at `4 * count`.., data at `data_at`..; `header` fits in memory,
-        // so twice it does in usize.
+        // Statuses at 0.., offsets at `4 * count`.., data at `data_at`..; the input's offsets
+        // (`4 * count + 4` bytes) fit in memory, so twice them does in usize.
         let data_at = 8 * count + 4;
         // The last call's buffer is reused: the host copied out of it before this call.
         let mut area = std::mem::take(&mut *std::ptr::addr_of_mut!(OUT));
