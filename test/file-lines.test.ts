@@ -40,6 +40,19 @@ function feed(splitter: LineSplitter, input: Uint8Array, sizes: number[], prefix
 }
 
 describe('LineSplitter', () => {
+  it('pieces of hundreds of lines come out whole, with their line ends, past the splitter\'s first room for 64 lines', () => {
+    const lines = Array.from({ length: 700 }, (_, i) => `line ${i} ${'x'.repeat(i % 17)}`);
+    const input = enc.encode(lines.map((l) => `${l}\n`).join(''));
+    const splitter = new LineSplitter({ delimiter: enc.encode('\n'), maxLineBytes: 1000, maxBatchLines: 300, trackLineEnds: true, position: 10 });
+    const results = feed(splitter, input, [input.byteLength], false);
+    const pieces = results.flatMap((r) => r.pieces);
+    expect(pieces.map((p) => p.offsets.length - 1)).toEqual([300, 300, 100]);
+    expect(collect(results).map((b) => b.toString())).toEqual(lines);
+    let end = 10;
+    const ends = lines.map((l) => (end += enc.encode(l).byteLength + 1));
+    expect(pieces.flatMap((p) => [...p.lineEnds!])).toEqual(ends);
+  });
+
   const text = 'héllo wörld\n日本語のログ行\n\n🙂 emoji 🙂 line\r\nlast\n';
   const bytes = enc.encode(text);
   const expected = text.split('\n').slice(0, -1).map((l) => Buffer.from(enc.encode(l)));

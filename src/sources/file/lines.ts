@@ -43,6 +43,8 @@ export interface LineSplitterOptions {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Lines a splitter has room for before its per-line arrays first grow. */
+const INITIAL_LINE_CAPACITY = 64;
 
 export class LineSplitter {
   private readonly delimiter: Buffer;
@@ -61,9 +63,14 @@ export class LineSplitter {
   private consumed: number;
   /** The current line is over the limit: its bytes are dropped until its delimiter. */
   private discarding = false;
-  private readonly starts: Uint32Array;
-  private readonly ends: Uint32Array;
-  private readonly lineEnds: Float64Array | null;
+  /**
+   * Start, end (and with trackLineEnds absolute end) of each line of the piece being cut. They
+   * grow by doubling up to maxBatchLines: a source tailing thousands of mostly quiet files keeps
+   * one splitter per file, and full-size arrays were ~20 KiB each.
+   */
+  private starts: Uint32Array;
+  private ends: Uint32Array;
+  private lineEnds: Float64Array | null;
   private readonly alignment: number;
 
   constructor(options: LineSplitterOptions) {
@@ -74,9 +81,10 @@ export class LineSplitter {
     this.maxBatchLines = Math.max(1, options.maxBatchLines);
     this.heldStart = options.position ?? 0;
     this.consumed = this.heldStart;
-    this.starts = new Uint32Array(this.maxBatchLines);
-    this.ends = new Uint32Array(this.maxBatchLines);
-    this.lineEnds = options.trackLineEnds === true ? new Float64Array(this.maxBatchLines) : null;
+    const capacity = Math.min(this.maxBatchLines, INITIAL_LINE_CAPACITY);
+    this.starts = new Uint32Array(capacity);
+    this.ends = new Uint32Array(capacity);
+    this.lineEnds = options.trackLineEnds === true ? new Float64Array(capacity) : null;
     this.alignment = options.alignment ?? 1;
   }
 
@@ -136,6 +144,7 @@ export class LineSplitter {
       } else if (at - from > this.maxLineBytes) {
         discarded++;
       } else {
+        if (count === this.starts.length) this.grow();
         this.starts[count] = from;
         this.ends[count] = at;
         if (this.lineEnds !== null) this.lineEnds[count] = base + at + dlen;
@@ -177,6 +186,22 @@ export class LineSplitter {
     }
     this.reset(end);
     return { pieces, end, discarded };
+  }
+
+  /** Doubles the per-line arrays (never past maxBatchLines, where a piece is cut). */
+  private grow(): void {
+    const capacity = Math.min(this.maxBatchLines, this.starts.length * 2);
+    const starts = new Uint32Array(capacity);
+    starts.set(this.starts);
+    this.starts = starts;
+    const ends = new Uint32Array(capacity);
+    ends.set(this.ends);
+    this.ends = ends;
+    if (this.lineEnds !== null) {
+      const lineEnds = new Float64Array(capacity);
+      lineEnds.set(this.lineEnds);
+      this.lineEnds = lineEnds;
+    }
   }
 
   private piece(buf: Uint8Array, count: number, bytes: number, end: number): SplitPiece {
