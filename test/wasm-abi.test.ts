@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { PluginAbiError } from '../src/errors.js';
 import { PluginRunner, type BatchOutcome } from '../src/wasm-memory/runner.js';
+import type { WasmModule } from '../src/wasm-memory/wasm-api.js';
 import { fromBatchLayout, toBatchLayout } from './support/wasm-fixtures.js';
 import { ECHO_BODY, FULL_GUEST_WAT, fullGuestWat, guestWat, watModule } from './support/wasm-wat.js';
 
@@ -33,6 +34,31 @@ function comparable(outcome: BatchOutcome): unknown {
 }
 
 const MIXED = ['plain é', 'D dropped', 'M many', 'P options', 'E error', '', 'X invalid', 'last 日本'];
+
+/** What either batch export must do, through `guest` (which exports only that one of them). */
+function batchExportBehaviour(guest: WasmModule): void {
+  it('redoes a trapping batch line by line on a fresh instance, failing only the poison line', () => {
+    const lines = ['a', 'T poison', 'M', 'b'];
+    const runner = new PluginRunner(guest);
+    const outcome = runner.processBatch(layout(lines).data, layout(lines).offsets);
+    expect(outcome.batched).toBeUndefined();
+    expect(runner.batchFallbacks).toBe(1);
+    expect(texts(outcome)).toEqual(['a', 'T poison', 'one', 'two', 'b']);
+    expect(outcome.failures).toEqual([{ index: 1, code: 'trap' }]);
+    // Once for the trapped batch call, once for the poison line in the per-line retry.
+    expect(runner.reinstantiations).toBe(2);
+    const next = runner.processBatch(layout(['next']).data, layout(['next']).offsets);
+    expect(next.batched).toBe(true);
+    expect(texts(next)).toEqual(['next']);
+  });
+
+  it('handles a batch whose offsets do not start at 0 (a view into a larger batch)', () => {
+    const whole = layout(['skip', 'M', 'keep é']);
+    const outcome = new PluginRunner(guest).processBatch(whole.data, whole.offsets.subarray(1));
+    expect(outcome.batched).toBe(true);
+    expect(texts(outcome)).toEqual(['one', 'two', 'keep é']);
+  });
+}
 
 describe('init', () => {
   it('hands the options JSON to every instance, including one that replaced a trapped instance', () => {
@@ -89,20 +115,7 @@ describe('process_batch', () => {
     expect(texts(batched)).toEqual(['plain é', 'one', 'two', '{}', '', 'last 日本']);
   });
 
-  it('redoes a trapping batch line by line on a fresh instance, failing only the poison line', () => {
-    const lines = ['a', 'T poison', 'M', 'b'];
-    const runner = new PluginRunner(module);
-    const outcome = runner.processBatch(layout(lines).data, layout(lines).offsets);
-    expect(outcome.batched).toBeUndefined();
-    expect(runner.batchFallbacks).toBe(1);
-    expect(texts(outcome)).toEqual(['a', 'T poison', 'one', 'two', 'b']);
-    expect(outcome.failures).toEqual([{ index: 1, code: 'trap' }]);
-    // Once for the trapped batch call, once for the poison line in the per-line retry.
-    expect(runner.reinstantiations).toBe(2);
-    const next = runner.processBatch(layout(['next']).data, layout(['next']).offsets);
-    expect(next.batched).toBe(true);
-    expect(texts(next)).toEqual(['next']);
-  });
+  batchExportBehaviour(module);
 
   it('hands its output on in buffers of exactly their size, batched or line by line, so the next owner transfers them without a copy', () => {
     const runner = new PluginRunner(module);
@@ -118,12 +131,6 @@ describe('process_batch', () => {
     }
   });
 
-  it('handles a batch whose offsets do not start at 0 (a view into a larger batch)', () => {
-    const whole = layout(['skip', 'M', 'keep']);
-    const outcome = new PluginRunner(module).processBatch(whole.data, whole.offsets.subarray(1));
-    expect(outcome.batched).toBe(true);
-    expect(texts(outcome)).toEqual(['one', 'two', 'keep']);
-  });
 });
 
 describe('process_batch_packed', () => {
@@ -217,23 +224,7 @@ describe('process_batch_packed', () => {
     expect([v1.batchFallbacks, v1.reinstantiations]).toEqual([1, 1]);
   });
 
-  it('redoes a trapping batch line by line on a fresh instance, failing only the poison line', () => {
-    const lines = ['a', 'T poison', 'M', 'b'];
-    const runner = new PluginRunner(packedOnly);
-    const outcome = runner.processBatch(layout(lines).data, layout(lines).offsets);
-    expect(outcome.batched).toBeUndefined();
-    expect(runner.batchFallbacks).toBe(1);
-    expect(texts(outcome)).toEqual(['a', 'T poison', 'one', 'two', 'b']);
-    expect(outcome.failures).toEqual([{ index: 1, code: 'trap' }]);
-    expect(runner.reinstantiations).toBe(2);
-  });
-
-  it('handles a batch whose offsets do not start at 0 (a view into a larger batch)', () => {
-    const whole = layout(['skip', 'M', 'keep é']);
-    const outcome = new PluginRunner(packedOnly).processBatch(whole.data, whole.offsets.subarray(1));
-    expect(outcome.batched).toBe(true);
-    expect(texts(outcome)).toEqual(['one', 'two', 'keep é']);
-  });
+  batchExportBehaviour(packedOnly);
 
   it('is listed among the exports, with its arity checked', async () => {
     const wrongArity = await watModule(

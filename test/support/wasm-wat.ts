@@ -86,6 +86,20 @@ const STRICT_DEALLOC = `(func (export "dealloc") (param $ptr i32) (param $len i3
 /** `process_log` that emits its input unchanged. */
 export const ECHO_BODY = `(call $emit (local.get $ptr) (local.get $len)) (i32.const 0)`;
 
+/** Batch-function body fragment: grows memory so that it reaches `$need` bytes. */
+const GROW_TO_NEED = `(if (i32.gt_u (local.get $need) (i32.mul (memory.size) (i32.const 65536)))
+        (then (drop (memory.grow (i32.add (i32.shr_u (i32.sub (local.get $need) (i32.mul (memory.size) (i32.const 65536))) (i32.const 16)) (i32.const 1))))))`;
+
+/**
+ * Batch-function body fragment: runs `$line` on line `$i` of the batch at `$ptr` (offsets, then
+ * the data at `$data`), leaving its status in `$st` and its output length in `$olen` (0 for a drop).
+ */
+const LINE_I_TO_ST_OLEN = `(local.set $st (call $line
+          (i32.add (local.get $data) (i32.load (i32.add (local.get $ptr) (i32.shl (local.get $i) (i32.const 2)))))
+          (i32.sub (i32.load (i32.add (local.get $ptr) (i32.shl (i32.add (local.get $i) (i32.const 1)) (i32.const 2))))
+                   (i32.load (i32.add (local.get $ptr) (i32.shl (local.get $i) (i32.const 2)))))))
+        (local.set $olen (if (result i32) (i32.eq (local.get $st) (i32.const 1)) (then (i32.const 0)) (else (i32.load (i32.const ${WAT_RESULT_AREA + 4})))))`;
+
 /**
  * A guest with every optional ABI v1 export: `init` keeps the options JSON (refusing more than 100
  * bytes), `process_batch` (and, in `fullGuestWat({ packed })`, `process_batch_packed`) runs the same
@@ -121,16 +135,11 @@ const FULL_GUEST_EXTRA = `
       (local.set $data (i32.add (local.get $ptr) (i32.shl (i32.add (local.get $count) (i32.const 1)) (i32.const 2))))
       (local.set $out (global.get $heap))
       (local.set $need (i32.add (local.get $out) (i32.add (i32.mul (local.get $count) (i32.const 520)) (local.get $len))))
-      (if (i32.gt_u (local.get $need) (i32.mul (memory.size) (i32.const 65536)))
-        (then (drop (memory.grow (i32.add (i32.shr_u (i32.sub (local.get $need) (i32.mul (memory.size) (i32.const 65536))) (i32.const 16)) (i32.const 1))))))
+      ${GROW_TO_NEED}
       (local.set $o (local.get $out))
       (block $done (loop $next
         (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
-        (local.set $st (call $line
-          (i32.add (local.get $data) (i32.load (i32.add (local.get $ptr) (i32.shl (local.get $i) (i32.const 2)))))
-          (i32.sub (i32.load (i32.add (local.get $ptr) (i32.shl (i32.add (local.get $i) (i32.const 1)) (i32.const 2))))
-                   (i32.load (i32.add (local.get $ptr) (i32.shl (local.get $i) (i32.const 2)))))))
-        (local.set $olen (if (result i32) (i32.eq (local.get $st) (i32.const 1)) (then (i32.const 0)) (else (i32.load (i32.const ${WAT_RESULT_AREA + 4})))))
+        ${LINE_I_TO_ST_OLEN}
         (i32.store (local.get $o) (local.get $st))
         (i32.store (i32.add (local.get $o) (i32.const 4)) (local.get $olen))
         (memory.copy (i32.add (local.get $o) (i32.const 8)) (i32.load (i32.const ${WAT_RESULT_AREA})) (local.get $olen))
@@ -171,17 +180,12 @@ function packedBatchFunction(misalign: number): string {
       (local.set $offs (i32.add (local.get $out) (i32.shl (local.get $count) (i32.const 2))))
       (local.set $start (i32.add (local.get $offs) (i32.shl (i32.add (local.get $count) (i32.const 1)) (i32.const 2))))
       (local.set $need (i32.add (local.get $start) (i32.add (i32.mul (local.get $count) (i32.const 520)) (local.get $len))))
-      (if (i32.gt_u (local.get $need) (i32.mul (memory.size) (i32.const 65536)))
-        (then (drop (memory.grow (i32.add (i32.shr_u (i32.sub (local.get $need) (i32.mul (memory.size) (i32.const 65536))) (i32.const 16)) (i32.const 1))))))
+      ${GROW_TO_NEED}
       (i32.store (local.get $offs) (i32.const 0))
       (local.set $dst (local.get $start))
       (block $done (loop $next
         (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
-        (local.set $st (call $line
-          (i32.add (local.get $data) (i32.load (i32.add (local.get $ptr) (i32.shl (local.get $i) (i32.const 2)))))
-          (i32.sub (i32.load (i32.add (local.get $ptr) (i32.shl (i32.add (local.get $i) (i32.const 1)) (i32.const 2))))
-                   (i32.load (i32.add (local.get $ptr) (i32.shl (local.get $i) (i32.const 2)))))))
-        (local.set $olen (if (result i32) (i32.eq (local.get $st) (i32.const 1)) (then (i32.const 0)) (else (i32.load (i32.const ${WAT_RESULT_AREA + 4})))))
+        ${LINE_I_TO_ST_OLEN}
         (i32.store (i32.add (local.get $out) (i32.shl (local.get $i) (i32.const 2))) (local.get $st))
         (memory.copy (local.get $dst) (i32.load (i32.const ${WAT_RESULT_AREA})) (local.get $olen))
         (local.set $dst (i32.add (local.get $dst) (local.get $olen)))

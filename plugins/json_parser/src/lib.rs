@@ -144,17 +144,25 @@ unsafe fn batch_answer(output: Option<&[u8]>, message: &'static [u8]) -> i32 {
     status
 }
 
+/// A batch call's input split into the count, its `count + 1` u32 offsets and the data; None when
+/// the input is shorter than the offsets (or `count` is negative).
+fn batch_layout(input: &[u8], count: i32) -> Option<(usize, &[u8], &[u8])> {
+    let count = usize::try_from(count).ok()?;
+    let header_len = count.checked_add(1)?.checked_mul(4)?;
+    Some((count, input.get(..header_len)?, input.get(header_len..)?))
+}
+
+/// Offset `i` of a batch's little-endian u32 offsets.
+fn header_offset(header: &[u8], i: usize) -> Option<usize> {
+    let bytes = header.get(4 * i..4 * i + 4)?;
+    Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
+}
+
 /// Fills `records` with one record per line of the batch layout in `input`; None when the
 /// layout does not hold together or memory runs out (never a trap: `try_reserve`, `get`).
 fn batch_records<'a>(input: &[u8], count: i32, records: &'a mut Vec<u8>, line_out: &mut Vec<u8>) -> Option<&'a [u8]> {
-    let count = usize::try_from(count).ok()?;
-    let header_len = count.checked_add(1)?.checked_mul(4)?;
-    let header = input.get(..header_len)?;
-    let data = input.get(header_len..)?;
-    let offset = |i: usize| -> Option<usize> {
-        let bytes = header.get(4 * i..4 * i + 4)?;
-        Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
-    };
+    let (count, header, data) = batch_layout(input, count)?;
+    let offset = |i: usize| header_offset(header, i);
     records.clear();
     // The rewrite adds a few dozen bytes per object line: enough for most batches at once.
     records.try_reserve(data.len() + data.len() / 4 + 8 * count + 64).ok()?;
@@ -195,14 +203,8 @@ pub unsafe extern "C" fn process_batch_packed(ptr: i32, len: i32, count: i32) ->
 /// Fills `area` with the packed result for the batch layout in `input`; None when the layout
 /// does not hold together or memory runs out (never a trap: `try_reserve`, `get`).
 fn packed_records<'a>(input: &[u8], count: i32, area: &'a mut Vec<u8>) -> Option<&'a [u8]> {
-    let count = usize::try_from(count).ok()?;
-    let header_len = count.checked_add(1)?.checked_mul(4)?;
-    let header = input.get(..header_len)?;
-    let data = input.get(header_len..)?;
-    let offset = |i: usize| -> Option<usize> {
-        let bytes = header.get(4 * i..4 * i + 4)?;
-        Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
-    };
+    let (count, header, data) = batch_layout(input, count)?;
+    let offset = |i: usize| header_offset(header, i);
     // Statuses (all 0: this plugin always emits) then offsets; the data starts after them.
     let data_at = count.checked_mul(8)?.checked_add(4)?;
     let offsets_at = count.checked_mul(4)?;

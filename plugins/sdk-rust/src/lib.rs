@@ -251,16 +251,20 @@ pub mod rt {
         u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
     }
 
+    /// What both batch exports start with: the input's layout and the plugin, or the error status
+    /// already emitted.
+    unsafe fn batch_call<'a, P: Plugin>(state: &'a mut Option<P>, ptr: i32, len: i32, count: i32) -> Result<(usize, &'a [u8], &'a [u8], &'a mut P), i32> {
+        let (count, offsets, data) = batch_layout(input(ptr, len), count).map_err(|message| emit_owned(message.to_vec(), STATUS_ERROR))?;
+        let plugin = ensure(state).map_err(|message| emit_owned(message.into_bytes(), STATUS_ERROR))?;
+        Ok((count, offsets, data, plugin))
+    }
+
     pub unsafe fn process_batch<P: Plugin>(state: &mut Option<P>, ptr: i32, len: i32, count: i32) -> i32 {
-        let (count, offsets, data) = match batch_layout(input(ptr, len), count) {
-            Ok(layout) => layout,
-            Err(message) => return emit_owned(message.to_vec(), STATUS_ERROR),
+        let (count, offsets, data, plugin) = match batch_call(state, ptr, len, count) {
+            Ok(call) => call,
+            Err(status) => return status,
         };
         let offset = |i: usize| batch_offset(offsets, i);
-        let plugin = match ensure(state) {
-            Ok(plugin) => plugin,
-            Err(message) => return emit_owned(message.into_bytes(), STATUS_ERROR),
-        };
         let mut records = Vec::with_capacity(data.len() + 8 * count + 64);
         let mut joined = Vec::new();
         for i in 0..count {
@@ -282,15 +286,11 @@ pub mod rt {
     /// `[u32 statuses[count]] [u32 offsets[count + 1]] [data]`, which the host takes in one copy
     /// of the offsets and one of the data when every status is 0 (docs/plugin-abi.md).
     pub unsafe fn process_batch_packed<P: Plugin>(state: &mut Option<P>, ptr: i32, len: i32, count: i32) -> i32 {
-        let (count, offsets, data) = match batch_layout(input(ptr, len), count) {
-            Ok(layout) => layout,
-            Err(message) => return emit_owned(message.to_vec(), STATUS_ERROR),
+        let (count, offsets, data, plugin) = match batch_call(state, ptr, len, count) {
+            Ok(call) => call,
+            Err(status) => return status,
         };
         let offset = |i: usize| batch_offset(offsets, i);
-        let plugin = match ensure(state) {
-            Ok(plugin) => plugin,
-            Err(message) => return emit_owned(message.into_bytes(), STATUS_ERROR),
-        };
         // Statuses at 0.., offsets at `4 * count`.., data at `data_at`..; the input's offsets
         // (`4 * count + 4` bytes) fit in memory, so twice them does in usize.
         let data_at = 8 * count + 4;
