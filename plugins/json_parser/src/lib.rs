@@ -305,10 +305,10 @@ fn copy_without(input: &[u8], open: usize, replaced: u8, output: &mut Vec<u8>) -
     if scanner.peek()? != b'}' {
         loop {
             let key_start = scanner.pos;
-            let key = scanner.key()?;
+            let name = scanner.key()?;
             scanner.value(1)?;
             let value_end = scanner.pos;
-            if reserved_bit(scanner.name(key)) & replaced == 0 {
+            if reserved_bit(name) & replaced == 0 {
                 if kept {
                     if let Some(end) = previous_end {
                         output.extend_from_slice(input.get(end..key_start).ok_or(Invalid)?);
@@ -380,14 +380,6 @@ impl Span {
     }
 }
 
-/// A member's key: the bytes between the quotes, and whether they hold a backslash escape.
-#[derive(Debug, Clone, Copy)]
-struct Key {
-    start: usize,
-    end: usize,
-    escaped: bool,
-}
-
 /// What one pass over the top-level object found.
 struct TopObject {
     /// Offsets of its `{` and its closing `}`.
@@ -412,6 +404,20 @@ enum Name {
     SessionId,
     LogSizeBytes,
     Other,
+}
+
+/// Every Name at the index of its code (`name as u32`, as `key_step` returns it).
+const NAME_BY_CODE: [Name; 8] = [Name::Metadata, Name::User, Name::Session, Name::Id, Name::UserId, Name::SessionId, Name::LogSizeBytes, Name::Other];
+const _: () = {
+    let mut code = 0;
+    while code < NAME_BY_CODE.len() {
+        assert!(NAME_BY_CODE[code] as usize == code, "NAME_BY_CODE must list the names in declaration order");
+        code += 1;
+    }
+};
+
+fn name_of_code(code: u32) -> Name {
+    NAME_BY_CODE.get(code as usize).copied().unwrap_or(Name::Other)
 }
 
 /// Every name but `Other` with its text, for keys written with escapes.
@@ -458,12 +464,75 @@ fn string_stops(word: u64) -> u64 {
     (quote_zero | backslash_zero | control | word) & HIGH_BITS
 }
 
+/// What a scanning step that is not inlined hands back, in one integer so that it comes back in
+/// a register: the position it stopped at (low 32 bits) and a value (high 32 bits), or
+/// STEP_FAILED (the line is not valid).
+type Step = u64;
+const STEP_FAILED: Step = u64::MAX;
+
+/// `body` run on a scanner of its own from `pos`, its outcome packed as a Step.
+#[inline(always)]
+fn step_with(bytes: &[u8], pos: usize, body: impl FnOnce(&mut Scanner) -> Scan<u32>) -> Step {
+    let mut scanner = Scanner { bytes, pos };
+    match (body(&mut scanner), u32::try_from(scanner.pos)) {
+        (Ok(value), Ok(pos)) if pos != u32::MAX => (u64::from(value) << 32) | u64::from(pos),
+        _ => STEP_FAILED,
+    }
+}
+
+// The scanning steps a line calls more than once (or rarely), each compiled once rather than
+// inlined at every call site; each takes the position by value (see `Scanner::run`).
+
+#[inline(never)]
+fn key_step(bytes: &[u8], pos: usize) -> Step {
+    step_with(bytes, pos, |scanner| scanner.key_body().map(|name| name as u32))
+}
+
+#[inline(never)]
+fn skip_key_step(bytes: &[u8], pos: usize) -> Step {
+    step_with(bytes, pos, |scanner| scanner.skip_key_body().map(|_| 0))
+}
+
+#[inline(never)]
+fn utf8_run_step(bytes: &[u8], pos: usize) -> Step {
+    step_with(bytes, pos, |scanner| scanner.utf8_run_body().map(|_| 0))
+}
+
+#[inline(never)]
+fn hex4_step(bytes: &[u8], pos: usize) -> Step {
+    step_with(bytes, pos, |scanner| scanner.hex4_body())
+}
+
+#[inline(never)]
+fn number_step(bytes: &[u8], pos: usize) -> Step {
+    step_with(bytes, pos, |scanner| scanner.number_body().map(|_| 0))
+}
+
+#[inline(never)]
+fn container_step(bytes: &[u8], pos: usize, depth: u32) -> Step {
+    step_with(bytes, pos, |scanner| scanner.container_body(depth).map(|_| 0))
+}
+
 struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Scanner<'a> {
+    /// Runs `step` (a function that is not inlined) from `pos` and moves to where it stopped;
+    /// returns its value. The position goes in and comes back by value: a scanner passed to a
+    /// call by reference lives in memory (in wasm, on the shadow stack in linear memory) rather
+    /// than in registers, and every access to it in the caller is then a load or a store.
+    #[inline(always)]
+    fn run(&mut self, step: impl FnOnce(&[u8], usize) -> Step) -> Scan<u32> {
+        let outcome = step(self.bytes, self.pos);
+        if outcome == STEP_FAILED {
+            return Err(Invalid);
+        }
+        self.pos = (outcome & 0xffff_ffff) as usize;
+        Ok((outcome >> 32) as u32)
+    }
+
     fn peek(&self) -> Scan<u8> {
         self.bytes.get(self.pos).copied().ok_or(Invalid)
     }
@@ -494,8 +563,7 @@ impl<'a> Scanner<'a> {
         } else {
             top.has_members = true;
             loop {
-                let key = self.key()?;
-                let name = self.name(key);
+                let name = self.key()?;
                 if name == Name::Metadata {
                     // The last `metadata` counts, even when it is not an object.
                     top.user_id = None;
@@ -540,8 +608,7 @@ impl<'a> Scanner<'a> {
             return Ok(());
         }
         loop {
-            let key = self.key()?;
-            let name = self.name(key);
+            let name = self.key()?;
             if name == Name::User || name == Name::Session {
                 let id = if self.peek()? == b'{' { self.section_id()? } else { self.value(2).map(|_| None)? };
                 if name == Name::User {
@@ -568,10 +635,10 @@ impl<'a> Scanner<'a> {
             return Ok(id);
         }
         loop {
-            let key = self.key()?;
+            let name = self.key()?;
             let start = self.pos;
             self.value(3)?;
-            if self.name(key) == Name::Id {
+            if name == Name::Id {
                 id = Some(Span { start, end: self.pos });
             }
             if self.close_or_next(b'}')? {
@@ -595,11 +662,36 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A member's `"key" :` and the whitespace after the colon.
-    fn key(&mut self) -> Scan<Key> {
+    /// A member's `"key" :` and the whitespace after the colon; returns what the key names.
+    #[inline(always)]
+    fn key(&mut self) -> Scan<Name> {
+        self.run(key_step).map(name_of_code)
+    }
+
+    #[inline(always)]
+    fn key_body(&mut self) -> Scan<Name> {
         let start = self.pos + 1;
         let escaped = self.string()?;
-        let key = Key { start, end: self.pos - 1, escaped };
+        let name = name_of(self.bytes.get(start..self.pos - 1).unwrap_or(&[]), escaped);
+        self.colon()?;
+        Ok(name)
+    }
+
+    /// A key nested in a value, whose name does not matter.
+    #[inline(always)]
+    fn skip_key(&mut self) -> Scan<()> {
+        self.run(skip_key_step).map(|_| ())
+    }
+
+    #[inline(always)]
+    fn skip_key_body(&mut self) -> Scan<()> {
+        self.string()?;
+        self.colon()
+    }
+
+    /// The `:` after a key and the whitespace around it.
+    #[inline(always)]
+    fn colon(&mut self) -> Scan<()> {
         // Compact JSON (`"key":value`) takes the first branch.
         if let Some(b':') = self.bytes.get(self.pos) {
             self.pos += 1;
@@ -608,11 +700,7 @@ impl<'a> Scanner<'a> {
             self.expect(b':')?;
         }
         self.whitespace();
-        Ok(key)
-    }
-
-    fn name(&self, key: Key) -> Name {
-        name_of(self.bytes.get(key.start..key.end).unwrap_or(&[]), key.escaped)
+        Ok(())
     }
 
     /// A string from its opening quote; returns whether it holds an escape.
@@ -640,8 +728,13 @@ impl<'a> Scanner<'a> {
     /// A run of bytes from 0x80 up inside a string. Every byte of a multi-byte UTF-8 character is
     /// from 0x80 up and every ASCII byte is a whole character, so such a run must consist of whole
     /// characters: checking each run checks the string.
-    #[inline(never)]
+    #[inline(always)]
     fn utf8_run(&mut self) -> Scan<()> {
+        self.run(utf8_run_step).map(|_| ())
+    }
+
+    #[inline(always)]
+    fn utf8_run_body(&mut self) -> Scan<()> {
         let rest = self.bytes.get(self.pos..).ok_or(Invalid)?;
         let length = rest.iter().position(|&b| b < 0x80).unwrap_or(rest.len());
         std::str::from_utf8(rest.get(..length).ok_or(Invalid)?).map_err(|_| Invalid)?;
@@ -695,7 +788,13 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline(always)]
     fn hex4(&mut self) -> Scan<u32> {
+        self.run(hex4_step)
+    }
+
+    #[inline(always)]
+    fn hex4_body(&mut self) -> Scan<u32> {
         let digits = self.bytes.get(self.pos..self.pos + 4).ok_or(Invalid)?;
         let mut value = 0;
         for &digit in digits {
@@ -706,7 +805,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`; what follows is the caller's check.
+    #[inline(always)]
     fn number(&mut self) -> Scan<()> {
+        self.run(number_step).map(|_| ())
+    }
+
+    #[inline(always)]
+    fn number_body(&mut self) -> Scan<()> {
         if self.peek()? == b'-' {
             self.pos += 1;
         }
@@ -745,7 +850,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn literal(&mut self, word: &[u8]) -> Scan<()> {
-        if self.bytes.get(self.pos..self.pos + word.len()) != Some(word) {
+        if !self.bytes.get(self.pos..self.pos + word.len()).map_or(false, |bytes| same_bytes(bytes, word)) {
             return Err(Invalid);
         }
         self.pos += word.len();
@@ -768,8 +873,13 @@ impl<'a> Scanner<'a> {
 
     /// Validates an array or object, `depth` arrays/objects deep, without recursion: a bit per
     /// open container (set for an object) is enough state, as nesting stops at MAX_NESTING.
-    #[inline(never)]
+    #[inline(always)]
     fn container(&mut self, depth: u32) -> Scan<()> {
+        self.run(|bytes, pos| container_step(bytes, pos, depth)).map(|_| ())
+    }
+
+    #[inline(always)]
+    fn container_body(&mut self, depth: u32) -> Scan<()> {
         let mut objects: u128 = 0;
         let mut open: u32 = 0;
         loop {
@@ -794,7 +904,7 @@ impl<'a> Scanner<'a> {
                         open -= 1;
                     } else {
                         if object {
-                            self.key()?;
+                            self.skip_key()?;
                         }
                         continue;
                     }
@@ -817,7 +927,7 @@ impl<'a> Scanner<'a> {
                     open -= 1;
                 } else {
                     if object {
-                        self.key()?;
+                        self.skip_key()?;
                     }
                     break;
                 }
@@ -843,15 +953,48 @@ fn name_of(raw: &[u8], escaped: bool) -> Name {
         return NAMES.iter().find(|(text, _)| escaped_key_is(raw, text)).map_or(Name::Other, |&(_, name)| name);
     }
     match raw.len() {
-        2 if raw == b"id" => Name::Id,
-        4 if raw == b"user" => Name::User,
-        7 if raw == b"session" => Name::Session,
-        7 if raw == b"user_id" => Name::UserId,
-        8 if raw == b"metadata" => Name::Metadata,
-        10 if raw == b"session_id" => Name::SessionId,
-        14 if raw == b"log_size_bytes" => Name::LogSizeBytes,
+        2 if same_bytes(raw, b"id") => Name::Id,
+        4 if same_bytes(raw, b"user") => Name::User,
+        7 if same_bytes(raw, b"session") => Name::Session,
+        7 if same_bytes(raw, b"user_id") => Name::UserId,
+        8 if same_bytes(raw, b"metadata") => Name::Metadata,
+        10 if same_bytes(raw, b"session_id") => Name::SessionId,
+        14 if same_bytes(raw, b"log_size_bytes") => Name::LogSizeBytes,
         _ => Name::Other,
     }
+}
+
+/// `a == b` for the short byte strings here (keys, literals), as two overlapping integer loads
+/// per side. In wasm, `==` on slices is a call to compiler_builtins' byte-by-byte `memcmp`: LLVM
+/// expands a comparison of known length into loads for x86, not for wasm.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    if len >= 8 {
+        return word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, len - 8) == word::<8>(b, len - 8);
+    }
+    if len >= 4 {
+        return word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, len - 4) == word::<4>(b, len - 4);
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// The `N` bytes of `bytes` at `at` as a little-endian integer (0 past the end: callers compare
+/// equal-length strings, so both sides read the same bytes).
+#[inline(always)]
+fn word<const N: usize>(bytes: &[u8], at: usize) -> u64 {
+    let mut value = 0u64;
+    if let Some(chunk) = bytes.get(at..at + N) {
+        if let Ok(array) = <[u8; N]>::try_from(chunk) {
+            for (i, byte) in array.iter().enumerate() {
+                value |= u64::from(*byte) << (8 * i);
+            }
+        }
+    }
+    value
 }
 
 /// Whether the raw key text `raw`, which holds escapes (`"us\u0065r"`), means the ASCII name
