@@ -298,7 +298,7 @@ async function runMicro(corpus, only, quick) {
 }
 
 /** Rounds of the paired wasm stage / native measurement the wasm-vs-native target reads. */
-export const PAIRED_ROUNDS = 7;
+export const PAIRED_ROUNDS = 11;
 
 /**
  * The wasm stage (micro `wasm_stage`, one pass after a warm-up) between two runs of the native
