@@ -14,6 +14,9 @@ import {
 } from './fingerprint.js';
 import { LineSplitter, type LineSplitterOptions, type SplitResult } from './lines.js';
 
+/** How an open file's size compares with the read position (see `FileTailer.probe`). */
+export type SizeChange = 'truncated' | 'grown' | 'same';
+
 export interface OpenedFile {
   handle: FileHandle;
   /** Stats of the open descriptor (not of the path, which may already name another file). */
@@ -217,21 +220,26 @@ export class FileTailer {
   }
 
   /**
-   * Compares the open file's size with the read position: `truncated`, `grown` (there is something
+   * Compares the open file's size (fstat) with the read position: `truncated`, `grown` (there is something
    * to read) or `same`. A truncation is only noted here; the restart at offset 0 happens at the
    * start of the next `read`, never under a read in progress (reads are serialized by the caller,
    * probes are not).
    */
-  async probe(): Promise<'truncated' | 'grown' | 'same'> {
+  async probe(): Promise<SizeChange> {
     if (this.handle === null || this.gzip) return 'same';
     if (this.truncationPending) return 'same';
-    const stats = await this.handle.stat({ bigint: true });
+    return this.sizeChange((await this.handle.stat({ bigint: true })).size);
+  }
+
+  /** `probe` for a size read elsewhere (a stat of the path while it names this file). */
+  sizeChange(size: bigint): SizeChange {
+    if (this.handle === null || this.gzip || this.truncationPending) return 'same';
     const position = BigInt(this.splitter.position);
-    if (stats.size < position) {
+    if (size < position) {
       this.truncationPending = true;
       return 'truncated';
     }
-    return stats.size > position ? 'grown' : 'same';
+    return size > position ? 'grown' : 'same';
   }
 
   /** A gzip archive can be closed and reopened only before its decompression started. */
