@@ -964,9 +964,9 @@ fn name_of(raw: &[u8], escaped: bool) -> Name {
     }
 }
 
-/// `a == b` for the short byte strings here (keys, literals), as two overlapping integer loads
-/// per side. In wasm, `==` on slices is a call to compiler_builtins' byte-by-byte `memcmp`: LLVM
-/// expands a comparison of known length into loads for x86, not for wasm.
+/// `a == b` for the short byte strings here (keys, literals), as integer loads (the last one may
+/// overlap the one before). In wasm, `==` on slices is a call to compiler_builtins' byte-by-byte
+/// `memcmp`: LLVM expands a comparison of known length into loads for x86, not for wasm.
 #[inline(always)]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let len = a.len();
@@ -974,7 +974,15 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     if len >= 8 {
-        return word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, len - 8) == word::<8>(b, len - 8);
+        // Whole words, then the last word (which may overlap the one before it).
+        let mut at = 0;
+        while at + 8 < len {
+            if word::<8>(a, at) != word::<8>(b, at) {
+                return false;
+            }
+            at += 8;
+        }
+        return word::<8>(a, len - 8) == word::<8>(b, len - 8);
     }
     if len >= 4 {
         return word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, len - 4) == word::<4>(b, len - 4);
