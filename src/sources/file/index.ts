@@ -366,6 +366,8 @@ export class FileSource implements Source {
   private quietScan: { paths: string[]; tracked: number } | null = null;
   /** When the last walk of `tick` found every file quiet (see QUIET_POLL_INTERVAL_MS); null: not quiet. */
   private quietWalkMs: number | null = null;
+  /** Reads and change events so far: a walk that saw one happen while it ran does not end quiet. */
+  private wakes = 0;
   private replayScanned = false;
   private resolveExhausted!: () => void;
   private readonly exhaustedPromise = new Promise<void>((resolve) => {
@@ -563,7 +565,7 @@ export class FileSource implements Source {
           break;
         }
         this.deliver(tailer, outcome.result);
-        this.quietWalkMs = null;
+        this.wake();
         total += outcome.bytesRead;
         if (total >= budget) break;
       }
@@ -973,6 +975,7 @@ export class FileSource implements Source {
       const now = Date.now();
       if (!force && this.quietWalkMs !== null && now - this.quietWalkMs < this.internal.quietPollIntervalMs) return;
       let active = this.config.removeAfterSecs !== undefined;
+      const wakes = this.wakes;
       this.pollWalks++;
       // The size and path checks of this tick run concurrently, awaited once after the loop: one
       // after the other, each was a wake-up of this thread (and a thread switch) per syscall, which
@@ -1021,13 +1024,20 @@ export class FileSource implements Source {
       }
       const outcomes = await Promise.all(checks);
       const moved = outcomes.includes('moved');
-      this.quietWalkMs = active || moved || outcomes.includes('changed') ? null : now;
+      const quiet = !active && !moved && !outcomes.includes('changed') && this.wakes === wakes;
+      this.quietWalkMs = quiet ? now : null;
       await this.enforceOpenLimit();
       if (moved) await this.scan(false);
       this.kick();
     } finally {
       this.ticking = false;
     }
+  }
+
+  /** A file was read or reported changed: the poll goes back to every POLL_INTERVAL_MS. */
+  private wake(): void {
+    this.wakes++;
+    this.quietWalkMs = null;
   }
 
   /**
@@ -1170,8 +1180,7 @@ export class FileSource implements Source {
     if (type === 'change') {
       if (tailer !== undefined) {
         tailer.poke = true;
-        // The file is active again: the poll goes back to every POLL_INTERVAL_MS.
-        this.quietWalkMs = null;
+        this.wake();
         this.kick();
       }
       return;
