@@ -251,6 +251,11 @@ pub mod rt {
         u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
     }
 
+    /// Line `i` of a batch; None when its offsets decrease or run past the data.
+    fn batch_line<'a>(offsets: &[u8], data: &'a [u8], i: usize) -> Option<&'a [u8]> {
+        data.get(batch_offset(offsets, i)..batch_offset(offsets, i + 1))
+    }
+
     /// What both batch exports start with: the input's layout and the plugin, or the error status
     /// already emitted.
     unsafe fn batch_call<'a, P: Plugin>(state: &'a mut Option<P>, ptr: i32, len: i32, count: i32) -> Result<(usize, &'a [u8], &'a [u8], &'a mut P), i32> {
@@ -259,61 +264,77 @@ pub mod rt {
         Ok((count, offsets, data, plugin))
     }
 
-    pub unsafe fn process_batch<P: Plugin>(state: &mut Option<P>, ptr: i32, len: i32, count: i32) -> i32 {
+    /// Both batch exports: runs the plugin on each line of the input, in order, and hands `record`
+    /// the output buffer (made by `start` from the line count and the data's length), the line's
+    /// index, the line count, the status and the payload. Emits the buffer (status 0) or the first
+    /// error (a malformed layout, a plugin that failed to start, offsets out of range).
+    unsafe fn batch<P: Plugin>(
+        state: &mut Option<P>,
+        ptr: i32,
+        len: i32,
+        count: i32,
+        start: impl FnOnce(usize, usize) -> Vec<u8>,
+        mut record: impl FnMut(&mut Vec<u8>, usize, usize, i32, &[u8]),
+    ) -> i32 {
         let (count, offsets, data, plugin) = match batch_call(state, ptr, len, count) {
             Ok(call) => call,
             Err(status) => return status,
         };
-        let offset = |i: usize| batch_offset(offsets, i);
-        let mut records = Vec::with_capacity(data.len() + 8 * count + 64);
+        let mut out = start(count, data.len());
         let mut joined = Vec::new();
         for i in 0..count {
-            let (start, end) = (offset(i), offset(i + 1));
-            if start > end || end > data.len() {
-                return emit_owned(b"batch offsets out of range".to_vec(), STATUS_ERROR);
-            }
-            let line = &data[start..end];
+            let line = match batch_line(offsets, data, i) {
+                Some(line) => line,
+                None => return emit_owned(b"batch offsets out of range".to_vec(), STATUS_ERROR),
+            };
             let output = plugin.process(line);
             let (status, payload) = encode(&output, line, &mut joined);
-            records.extend_from_slice(&(status as u32).to_le_bytes());
-            records.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            records.extend_from_slice(payload);
+            record(&mut out, i, count, status, payload);
         }
-        emit_owned(records, STATUS_EMIT)
+        emit_owned(out, STATUS_EMIT)
+    }
+
+    pub unsafe fn process_batch<P: Plugin>(state: &mut Option<P>, ptr: i32, len: i32, count: i32) -> i32 {
+        batch(
+            state,
+            ptr,
+            len,
+            count,
+            |count, bytes| Vec::with_capacity(bytes + 8 * count + 64),
+            |records, _, _, status, payload| {
+                records.extend_from_slice(&(status as u32).to_le_bytes());
+                records.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+                records.extend_from_slice(payload);
+            },
+        )
     }
 
     /// `process_batch_packed`: the input of `process_batch`; the output is one area,
     /// `[u32 statuses[count]] [u32 offsets[count + 1]] [data]`, which the host takes in one copy
     /// of the offsets and one of the data when every status is 0 (docs/plugin-abi.md).
     pub unsafe fn process_batch_packed<P: Plugin>(state: &mut Option<P>, ptr: i32, len: i32, count: i32) -> i32 {
-        let (count, offsets, data, plugin) = match batch_call(state, ptr, len, count) {
-            Ok(call) => call,
-            Err(status) => return status,
-        };
-        let offset = |i: usize| batch_offset(offsets, i);
-        // Statuses at 0.., offsets at `4 * count`.., data at `data_at`..; the input's offsets
+        // Statuses at 0.., offsets at `4 * count`.., data at `8 * count + 4`..; the input's offsets
         // (`4 * count + 4` bytes) fit in memory, so twice them does in usize.
-        let data_at = 8 * count + 4;
-        // The last call's buffer is reused: the host copied out of it before this call.
-        let mut area = std::mem::take(&mut *std::ptr::addr_of_mut!(OUT));
-        area.clear();
-        area.reserve(data_at + data.len() + 64);
-        area.resize(data_at, 0);
-        let mut joined = Vec::new();
-        for i in 0..count {
-            let (start, end) = (offset(i), offset(i + 1));
-            if start > end || end > data.len() {
-                return emit_owned(b"batch offsets out of range".to_vec(), STATUS_ERROR);
-            }
-            let line = &data[start..end];
-            let output = plugin.process(line);
-            let (status, payload) = encode(&output, line, &mut joined);
-            area[4 * i..4 * i + 4].copy_from_slice(&(status as u32).to_le_bytes());
-            area.extend_from_slice(payload);
-            let written = (area.len() - data_at) as u32;
-            let at = 4 * count + 4 * (i + 1);
-            area[at..at + 4].copy_from_slice(&written.to_le_bytes());
-        }
-        emit_owned(area, STATUS_EMIT)
+        batch(
+            state,
+            ptr,
+            len,
+            count,
+            |count, bytes| {
+                // The last call's buffer is reused: the host copied out of it before this call.
+                let mut area = std::mem::take(&mut *std::ptr::addr_of_mut!(OUT));
+                area.clear();
+                area.reserve(8 * count + 4 + bytes + 64);
+                area.resize(8 * count + 4, 0);
+                area
+            },
+            |area, i, count, status, payload| {
+                area[4 * i..4 * i + 4].copy_from_slice(&(status as u32).to_le_bytes());
+                area.extend_from_slice(payload);
+                let written = (area.len() - (8 * count + 4)) as u32;
+                let at = 4 * count + 4 * (i + 1);
+                area[at..at + 4].copy_from_slice(&written.to_le_bytes());
+            },
+        )
     }
 }
